@@ -1,0 +1,134 @@
+//! Operations endpoints: liveness, readiness of every dependency, Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::future::{join_all, BoxFuture};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+/// A dependency `/ready` checks (Postgres, RabbitMQ, migrations).
+pub trait HealthCheck: Send + Sync + 'static {
+    /// Shown in the readiness report.
+    fn name(&self) -> &'static str;
+    /// `Err` with a short reason when the dependency is not usable.
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// What the operations endpoints need.
+#[derive(Clone)]
+pub struct OpsState {
+    /// Dependencies checked by `/ready`.
+    pub checks: Arc<Vec<Box<dyn HealthCheck>>>,
+    /// Renders `/metrics`; absent when no recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl std::fmt::Debug for OpsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.checks.iter().map(|c| c.name()).collect();
+        f.debug_struct("OpsState").field("checks", &names).finish()
+    }
+}
+
+/// `/health`, `/ready` and `/metrics`.
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<OpsState>) -> Response {
+    let results = join_all(state.checks.iter().map(|c| async move {
+        let result = tokio::time::timeout(std::time::Duration::from_secs(3), c.check())
+            .await
+            .unwrap_or_else(|_| Err("timed out".to_owned()));
+        (c.name(), result)
+    }))
+    .await;
+    let ok = results.iter().all(|(_, r)| r.is_ok());
+    let checks: serde_json::Map<_, _> = results
+        .into_iter()
+        .map(|(name, r)| {
+            let v = match r {
+                Ok(()) => json!({"status": "ok"}),
+                Err(reason) => json!({"status": "down", "reason": reason}),
+            };
+            (name.to_owned(), v)
+        })
+        .collect();
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({"status": if ok { "ready" } else { "not_ready" }, "checks": checks});
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<OpsState>) -> Response {
+    match state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    struct Fixed(&'static str, Result<(), String>);
+    impl HealthCheck for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async move { self.1.clone() })
+        }
+    }
+
+    fn app(checks: Vec<Box<dyn HealthCheck>>) -> Router {
+        router(OpsState {
+            checks: Arc::new(checks),
+            metrics: None,
+        })
+    }
+
+    async fn status_of(app: Router, path: &str) -> StatusCode {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        app.oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn ready_is_503_when_any_dependency_is_down() {
+        let checks: Vec<Box<dyn HealthCheck>> = vec![
+            Box::new(Fixed("postgres", Ok(()))),
+            Box::new(Fixed("rabbitmq", Err("connection refused".into()))),
+        ];
+        assert_eq!(status_of(app(checks), "/ready").await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn ready_is_200_when_every_dependency_is_up() {
+        let checks: Vec<Box<dyn HealthCheck>> = vec![Box::new(Fixed("postgres", Ok(())))];
+        assert_eq!(status_of(app(checks), "/ready").await, StatusCode::OK);
+        assert_eq!(status_of(app(vec![]), "/health").await, StatusCode::OK);
+    }
+}

@@ -1,0 +1,380 @@
+use chrono::{DateTime, TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+use proptest::prelude::*;
+
+use super::*;
+use crate::error::{DomainError, ErrorKind};
+
+type InventoryTest = TestFramework<Inventory>;
+
+fn at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0).unwrap()
+}
+
+fn product() -> Uuid {
+    Uuid::from_u128(100)
+}
+
+fn order(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn adjusted(available_after: i64) -> InventoryEvent {
+    InventoryEvent::StockAdjusted {
+        product_id: product(),
+        delta: available_after,
+        available_before: 0,
+        available_after,
+        reserved: 0,
+        reason: None,
+        at: at(),
+    }
+}
+
+fn adjust(adjustment: StockAdjustment) -> InventoryCommand {
+    InventoryCommand::AdjustStock {
+        product_id: product(),
+        adjustment,
+        reason: Some("count".into()),
+        at: at(),
+    }
+}
+
+fn reserve(order_id: Uuid, quantity: u32) -> InventoryCommand {
+    InventoryCommand::ReserveStock {
+        product_id: product(),
+        order_id,
+        quantity,
+        at: at(),
+    }
+}
+
+fn reserved(
+    order_id: Uuid,
+    quantity: u32,
+    available_after: i64,
+    reserved_after: i64,
+) -> InventoryEvent {
+    InventoryEvent::StockReserved {
+        product_id: product(),
+        order_id,
+        quantity,
+        available_after,
+        reserved_after,
+        at: at(),
+    }
+}
+
+fn release(order_id: Uuid) -> InventoryCommand {
+    InventoryCommand::ReleaseStock {
+        product_id: product(),
+        order_id,
+        at: at(),
+    }
+}
+
+fn commit(order_id: Uuid) -> InventoryCommand {
+    InventoryCommand::CommitStock {
+        product_id: product(),
+        order_id,
+        at: at(),
+    }
+}
+
+fn stocked_with_reservation() -> Vec<InventoryEvent> {
+    vec![adjusted(10), reserved(order(1), 4, 6, 4)]
+}
+
+#[test]
+fn the_first_adjustment_creates_the_inventory() {
+    InventoryTest::with(())
+        .given_no_previous_events()
+        .when(adjust(StockAdjustment::Add(10)))
+        .then_expect_events(vec![InventoryEvent::StockAdjusted {
+            product_id: product(),
+            delta: 10,
+            available_before: 0,
+            available_after: 10,
+            reserved: 0,
+            reason: Some("count".into()),
+            at: at(),
+        }]);
+}
+
+#[test]
+fn setting_stock_sets_the_total_on_hand_around_the_reserved_units() {
+    let result = InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(adjust(StockAdjustment::Set(5)))
+        .inspect_result()
+        .unwrap();
+    assert!(matches!(
+        result[..],
+        [InventoryEvent::StockAdjusted {
+            delta: -5,
+            available_before: 6,
+            available_after: 1,
+            reserved: 4,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn setting_stock_below_what_is_reserved_is_rejected() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(adjust(StockAdjustment::Set(3)))
+        .then_expect_error(InventoryError::BelowReserved {
+            requested_total: 3,
+            reserved: 4,
+        });
+    assert_eq!(
+        InventoryError::BelowReserved {
+            requested_total: 0,
+            reserved: 1
+        }
+        .kind(),
+        ErrorKind::Conflict
+    );
+}
+
+#[test]
+fn subtracting_more_than_available_is_rejected() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(adjust(StockAdjustment::Subtract(7)))
+        .then_expect_error(InventoryError::InsufficientStock {
+            requested: 7,
+            available: 6,
+        });
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(adjust(StockAdjustment::Delta(-7)))
+        .then_expect_error(InventoryError::InsufficientStock {
+            requested: 7,
+            available: 6,
+        });
+}
+
+#[test]
+fn adjusting_with_an_overlong_reason_is_rejected() {
+    InventoryTest::with(())
+        .given_no_previous_events()
+        .when(InventoryCommand::AdjustStock {
+            product_id: product(),
+            adjustment: StockAdjustment::Add(1),
+            reason: Some("r".repeat(501)),
+            at: at(),
+        })
+        .then_expect_error(InventoryError::ReasonTooLong { length: 501 });
+}
+
+#[test]
+fn a_command_for_another_product_is_rejected() {
+    InventoryTest::with(())
+        .given(vec![adjusted(10)])
+        .when(InventoryCommand::ReserveStock {
+            product_id: order(9),
+            order_id: order(1),
+            quantity: 1,
+            at: at(),
+        })
+        .then_expect_error(InventoryError::ProductMismatch {
+            expected: product(),
+            given: order(9),
+        });
+}
+
+#[test]
+fn reserving_available_stock_moves_it_to_reserved() {
+    InventoryTest::with(())
+        .given(vec![adjusted(10)])
+        .when(reserve(order(1), 4))
+        .then_expect_events(vec![reserved(order(1), 4, 6, 4)]);
+}
+
+#[test]
+fn reserving_more_than_available_is_rejected_with_an_event() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(reserve(order(2), 7))
+        .then_expect_events(vec![InventoryEvent::StockReservationRejected {
+            product_id: product(),
+            order_id: order(2),
+            requested: 7,
+            available: 6,
+            at: at(),
+        }]);
+}
+
+#[test]
+fn reserving_on_a_never_stocked_inventory_is_rejected_with_an_event() {
+    InventoryTest::with(())
+        .given_no_previous_events()
+        .when(reserve(order(2), 1))
+        .then_expect_events(vec![InventoryEvent::StockReservationRejected {
+            product_id: product(),
+            order_id: order(2),
+            requested: 1,
+            available: 0,
+            at: at(),
+        }]);
+}
+
+#[test]
+fn reserving_zero_units_is_rejected() {
+    InventoryTest::with(())
+        .given(vec![adjusted(10)])
+        .when(reserve(order(1), 0))
+        .then_expect_error(InventoryError::ZeroQuantity);
+}
+
+#[test]
+fn reserving_twice_for_one_order_emits_nothing_the_second_time() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(reserve(order(1), 4))
+        .then_expect_events(vec![]);
+    let rejected = InventoryEvent::StockReservationRejected {
+        product_id: product(),
+        order_id: order(2),
+        requested: 99,
+        available: 6,
+        at: at(),
+    };
+    let mut given = stocked_with_reservation();
+    given.push(rejected);
+    InventoryTest::with(())
+        .given(given)
+        .when(reserve(order(2), 1))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn releasing_a_reservation_returns_it_to_available() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(release(order(1)))
+        .then_expect_events(vec![InventoryEvent::StockReleased {
+            product_id: product(),
+            order_id: order(1),
+            quantity: 4,
+            available_after: 10,
+            reserved_after: 0,
+            at: at(),
+        }]);
+}
+
+#[test]
+fn releasing_without_a_reservation_emits_nothing() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(release(order(2)))
+        .then_expect_events(vec![]);
+    InventoryTest::with(())
+        .given_no_previous_events()
+        .when(release(order(2)))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn committing_a_reservation_removes_it_from_reserved_only() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(commit(order(1)))
+        .then_expect_events(vec![InventoryEvent::StockCommitted {
+            product_id: product(),
+            order_id: order(1),
+            quantity: 4,
+            reserved_after: 0,
+            at: at(),
+        }]);
+}
+
+#[test]
+fn committing_twice_emits_nothing_the_second_time() {
+    let mut given = stocked_with_reservation();
+    given.push(InventoryEvent::StockCommitted {
+        product_id: product(),
+        order_id: order(1),
+        quantity: 4,
+        reserved_after: 0,
+        at: at(),
+    });
+    InventoryTest::with(())
+        .given(given.clone())
+        .when(commit(order(1)))
+        .then_expect_events(vec![]);
+    InventoryTest::with(())
+        .given(given.clone())
+        .when(release(order(1)))
+        .then_expect_events(vec![]);
+    InventoryTest::with(())
+        .given(given)
+        .when(reserve(order(1), 4))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn committing_without_a_reservation_is_rejected() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(commit(order(2)))
+        .then_expect_error(InventoryError::NoReservation { order_id: order(2) });
+    InventoryTest::with(())
+        .given_no_previous_events()
+        .when(commit(order(2)))
+        .then_expect_error(InventoryError::NotFound);
+}
+
+fn any_command() -> impl Strategy<Value = InventoryCommand> {
+    let order_id = (1_u128..6).prop_map(order);
+    let adjustment = prop_oneof![
+        (0_u32..50).prop_map(StockAdjustment::Add),
+        (0_u32..50).prop_map(StockAdjustment::Subtract),
+        (0_u32..80).prop_map(StockAdjustment::Set),
+        (-60_i64..60).prop_map(StockAdjustment::Delta),
+        Just(StockAdjustment::Delta(i64::MIN)),
+        Just(StockAdjustment::Delta(i64::MAX)),
+    ];
+    prop_oneof![
+        adjustment.prop_map(adjust),
+        (order_id.clone(), 0_u32..30).prop_map(|(o, q)| reserve(o, q)),
+        order_id.clone().prop_map(release),
+        order_id.prop_map(commit),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn any_sequence_of_inventory_commands_keeps_the_stock_invariants(
+        commands in proptest::collection::vec(any_command(), 1..60)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut inventory = Inventory::default();
+        let mut history = Vec::new();
+        for command in commands {
+            let before = inventory.clone();
+            let sink = EventSink::default();
+            let result = runtime.block_on(inventory.handle(command, &(), &sink));
+            let events = runtime.block_on(sink.collect());
+            if result.is_err() {
+                prop_assert!(events.is_empty());
+                prop_assert_eq!(&inventory, &before);
+            }
+            history.extend(events);
+            prop_assert!(inventory.available() >= 0);
+            prop_assert!(inventory.reserved() >= 0);
+            prop_assert_eq!(inventory.total(), inventory.available() + inventory.reserved());
+            let held: i64 = inventory.reservations.values().map(|&q| i64::from(q)).sum();
+            prop_assert_eq!(inventory.reserved(), held);
+        }
+        // Replaying the log rebuilds exactly the same state.
+        let mut replayed = Inventory::default();
+        for event in history {
+            replayed.apply(event);
+        }
+        prop_assert_eq!(replayed, inventory);
+    }
+}

@@ -1,0 +1,64 @@
+//! Commands accepted by the `User` aggregate.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Role;
+
+/// What can be asked of a `User`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UserCommand {
+    /// Create the user. Preconditions: `user_id == user_id_for_email(email)`, a valid email
+    /// ([`super::validate_email`]), a name of 1..=100 characters, a non-empty password hash (the
+    /// caller checked the plain password with [`super::validate_password`]). An empty `roles`
+    /// means `[Customer]`. Emits `UserRegistered`.
+    RegisterUser {
+        /// Must be [`crate::ids::user_id_for_email`] of `email`.
+        user_id: Uuid,
+        /// As typed by the user; stored trimmed.
+        email: String,
+        /// Display name, 1..=100 characters after trimming.
+        name: String,
+        /// Optional phone, 1..=32 characters after trimming.
+        phone: Option<String>,
+        /// The password hash (never the password).
+        password_hash: String,
+        /// Initial roles; empty means `[Customer]`.
+        #[serde(default)]
+        roles: Vec<Role>,
+        /// When it happened.
+        at: DateTime<Utc>,
+    },
+    /// Partial profile update; `None` keeps a field, `Some("")` for the phone removes it. Emits
+    /// `ProfileUpdated` only when something changes. Requires an active user.
+    UpdateProfile {
+        /// New name, 1..=100 characters.
+        name: Option<String>,
+        /// New phone (1..=32 characters), or empty to remove it.
+        phone: Option<String>,
+        /// When it happened.
+        at: DateTime<Utc>,
+    },
+    /// Replace the password hash. Requires an active user. Emits `PasswordChanged`.
+    ChangePassword {
+        /// The new hash.
+        password_hash: String,
+        /// When it happened.
+        at: DateTime<Utc>,
+    },
+    /// Deactivate the user (login and tokens stop working). Emits `UserDeactivated`; a second
+    /// deactivation emits nothing.
+    DeactivateUser {
+        /// When it happened.
+        at: DateTime<Utc>,
+    },
+    /// Replace the role set (at least one role). Requires an active user. Emits one `RoleGranted`
+    /// per added role and one `RoleRevoked` per removed role.
+    SetRoles {
+        /// The complete new role set.
+        roles: Vec<Role>,
+        /// When it happened.
+        at: DateTime<Utc>,
+    },
+}

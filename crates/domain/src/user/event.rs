@@ -1,0 +1,93 @@
+//! Events of the `User` aggregate.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Role;
+
+/// What happened to a `User`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UserEvent {
+    /// A user registered (emitted by `RegisterUser`).
+    UserRegistered {
+        /// The user's id (derived from the email).
+        user_id: Uuid,
+        /// The email as given, trimmed.
+        email: String,
+        /// Display name.
+        name: String,
+        /// Phone, if given.
+        phone: Option<String>,
+        /// Password hash.
+        password_hash: String,
+        /// Initial roles.
+        roles: Vec<Role>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The profile changed (emitted by `UpdateProfile`); carries the new full values.
+    ProfileUpdated {
+        /// The user.
+        user_id: Uuid,
+        /// Name after the update.
+        name: String,
+        /// Phone after the update.
+        phone: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The password hash was replaced (emitted by `ChangePassword`).
+    PasswordChanged {
+        /// The user.
+        user_id: Uuid,
+        /// The new hash.
+        password_hash: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The user was deactivated (emitted by `DeactivateUser`).
+    UserDeactivated {
+        /// The user.
+        user_id: Uuid,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A role was added (emitted by `SetRoles`).
+    RoleGranted {
+        /// The user.
+        user_id: Uuid,
+        /// The role added.
+        role: Role,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A role was removed (emitted by `SetRoles`).
+    RoleRevoked {
+        /// The user.
+        user_id: Uuid,
+        /// The role removed.
+        role: Role,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for UserEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::UserRegistered { .. } => "UserRegistered",
+            Self::ProfileUpdated { .. } => "ProfileUpdated",
+            Self::PasswordChanged { .. } => "PasswordChanged",
+            Self::UserDeactivated { .. } => "UserDeactivated",
+            Self::RoleGranted { .. } => "RoleGranted",
+            Self::RoleRevoked { .. } => "RoleRevoked",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}

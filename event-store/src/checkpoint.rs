@@ -1,0 +1,339 @@
+//! Consumer checkpoints: the cursor and health of every durable consumer, and operator repair.
+//!
+//! Guarantee 4: a consumer's cursor row is locked and advanced inside the same transaction as its
+//! handler's writes. Guarantee 5: a consumer that cannot apply an event is recorded as `FAILED` with
+//! the error and position, and stays halted until an operator asks for a retry or a skip.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{LogReader, Position, StoreError, StoredEvent};
+
+/// The lifecycle state of a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsumerState {
+    /// Reading the log to reach its head.
+    CatchingUp,
+    /// Following its queue.
+    Live,
+    /// Being rebuilt from the log.
+    Rebuilding,
+    /// Halted on an event it cannot apply.
+    Failed,
+}
+
+impl ConsumerState {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CatchingUp => "CATCHING_UP",
+            Self::Live => "LIVE",
+            Self::Rebuilding => "REBUILDING",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "LIVE" => Self::Live,
+            "REBUILDING" => Self::Rebuilding,
+            "FAILED" => Self::Failed,
+            _ => Self::CatchingUp,
+        }
+    }
+}
+
+/// What an operator sees of one consumer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerStatus {
+    /// The consumer's name (queue `<ns>.<name>`).
+    pub name: String,
+    /// Lifecycle state.
+    pub status: ConsumerState,
+    /// The last position it applied.
+    pub position: Position,
+    /// The last position of the log.
+    pub head: Position,
+    /// Events of the log after its position.
+    pub lag_events: i64,
+    /// Age of the oldest event it has not applied yet (0 when caught up).
+    pub lag_seconds: f64,
+    /// Why it halted, when `FAILED`.
+    pub last_error: Option<String>,
+    /// The event it halted on, when `FAILED`.
+    pub failed_position: Option<Position>,
+    /// Events applied since it was created.
+    pub applied: i64,
+    /// Last change of its row.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An operator request that cannot be honoured.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// No consumer of that name has ever run.
+    #[error("no consumer named {0:?}")]
+    Unknown(String),
+    /// Retry and skip only apply to a halted consumer.
+    #[error("consumer {0:?} is not FAILED")]
+    NotFailed(String),
+    /// Postgres failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub(crate) async fn ensure(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO consumer_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn position(pool: &PgPool, name: &str) -> Result<Position, sqlx::Error> {
+    let (tx, pos): (i64, i64) = sqlx::query_as(
+        "SELECT transaction_id, global_position FROM consumer_checkpoints WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await?;
+    Ok(Position::new(tx, pos))
+}
+
+/// Locks the row for the rest of `conn`'s transaction and returns the cursor.
+pub(crate) async fn lock(conn: &mut PgConnection, name: &str) -> Result<Position, sqlx::Error> {
+    let (tx, pos): (i64, i64) = sqlx::query_as(
+        "SELECT transaction_id, global_position FROM consumer_checkpoints WHERE name = $1 FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await?;
+    Ok(Position::new(tx, pos))
+}
+
+pub(crate) async fn advance(
+    conn: &mut PgConnection,
+    name: &str,
+    to: Position,
+    applied: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE consumer_checkpoints SET transaction_id = $2, global_position = $3, \
+         applied = applied + $4, updated_at = now() WHERE name = $1",
+    )
+    .bind(name)
+    .bind(to.transaction_id)
+    .bind(to.global_position)
+    .bind(applied)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets the state, unless the consumer is halted (only an operator's action clears `FAILED`).
+pub(crate) async fn set_state(
+    pool: &PgPool,
+    name: &str,
+    state: ConsumerState,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE consumer_checkpoints SET status = $2, updated_at = now() \
+         WHERE name = $1 AND status <> 'FAILED'",
+    )
+    .bind(name)
+    .bind(state.as_str())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn mark_failed(
+    pool: &PgPool,
+    name: &str,
+    event: &StoredEvent,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE consumer_checkpoints SET status = 'FAILED', last_error = $2, \
+         failed_transaction_id = $3, failed_position = $4, failed_event_id = $5, \
+         requested_action = NULL, updated_at = now() WHERE name = $1",
+    )
+    .bind(name)
+    .bind(error)
+    .bind(event.position.transaction_id)
+    .bind(event.position.global_position)
+    .bind(event.event_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The outcome of looking at a halted consumer's row.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum OperatorDecision {
+    /// Still failed, nobody has acted yet.
+    Waiting,
+    /// Resume (after a retry request, a skip, or because another instance already resumed).
+    Resume,
+}
+
+/// Carries out a pending retry or skip request, if any. Safe when several instances poll at once:
+/// the request is claimed by one `UPDATE ... RETURNING`.
+pub(crate) async fn take_operator_action(
+    pool: &PgPool,
+    name: &str,
+) -> Result<OperatorDecision, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(String, Option<String>, Option<i64>, Option<i64>, Option<Uuid>, Option<String>)> =
+        sqlx::query_as(
+            "SELECT status, requested_action, failed_transaction_id, failed_position, \
+             failed_event_id, last_error FROM consumer_checkpoints WHERE name = $1 FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((status, action, failed_tx, failed_pos, failed_event, error)) = row else {
+        return Ok(OperatorDecision::Resume);
+    };
+    if status != ConsumerState::Failed.as_str() {
+        return Ok(OperatorDecision::Resume);
+    }
+    match action.as_deref() {
+        Some("SKIP") => {
+            let (Some(ftx), Some(fpos)) = (failed_tx, failed_pos) else {
+                return Ok(OperatorDecision::Waiting);
+            };
+            sqlx::query(
+                "INSERT INTO consumer_skips (consumer, transaction_id, global_position, event_id, error) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(name)
+            .bind(ftx)
+            .bind(fpos)
+            .bind(failed_event)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+            // The cursor moves onto the skipped event, so the next read starts after it.
+            sqlx::query(
+                "UPDATE consumer_checkpoints SET transaction_id = $2, global_position = $3 \
+                 WHERE name = $1 AND (transaction_id, global_position) < ($2, $3)",
+            )
+            .bind(name)
+            .bind(ftx)
+            .bind(fpos)
+            .execute(&mut *tx)
+            .await?;
+            tracing::warn!(consumer = name, position = %Position::new(ftx, fpos), "event skipped by operator");
+        }
+        Some("RETRY") => {
+            tracing::info!(consumer = name, "retry requested by operator");
+        }
+        _ => return Ok(OperatorDecision::Waiting),
+    }
+    sqlx::query(
+        "UPDATE consumer_checkpoints SET status = 'CATCHING_UP', requested_action = NULL, \
+         last_error = NULL, failed_transaction_id = NULL, failed_position = NULL, \
+         failed_event_id = NULL, updated_at = now() WHERE name = $1",
+    )
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(OperatorDecision::Resume)
+}
+
+async fn request(pool: &PgPool, name: &str, action: &str) -> Result<(), RepairError> {
+    let updated = sqlx::query(
+        "UPDATE consumer_checkpoints SET requested_action = $2, updated_at = now() \
+         WHERE name = $1 AND status = 'FAILED'",
+    )
+    .bind(name)
+    .bind(action)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from)?;
+    if updated.rows_affected() == 1 {
+        return Ok(());
+    }
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consumer_checkpoints WHERE name = $1)")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::from)?;
+    Err(if exists {
+        RepairError::NotFailed(name.to_owned())
+    } else {
+        RepairError::Unknown(name.to_owned())
+    })
+}
+
+/// Asks a halted consumer to try its failed event again.
+pub async fn request_retry(pool: &PgPool, name: &str) -> Result<(), RepairError> {
+    request(pool, name, "RETRY").await
+}
+
+/// Asks a halted consumer to pass over its failed event (recorded in `consumer_skips`).
+pub async fn request_skip(pool: &PgPool, name: &str) -> Result<(), RepairError> {
+    request(pool, name, "SKIP").await
+}
+
+type StatusRow = (
+    String,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    DateTime<Utc>,
+);
+
+/// Position, lag and health of every consumer, by name.
+pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, StoreError> {
+    let rows: Vec<StatusRow> = sqlx::query_as(
+        "SELECT name, transaction_id, global_position, status, last_error, \
+         failed_transaction_id, failed_position, applied, updated_at \
+         FROM consumer_checkpoints ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    let log = LogReader::new(pool.clone());
+    let head = log.head().await?;
+    let now = Utc::now();
+    let mut out = Vec::with_capacity(rows.len());
+    for (name, tx, pos, status, last_error, ftx, fpos, applied, updated_at) in rows {
+        let position = Position::new(tx, pos);
+        let (lag_events, oldest) = log.backlog(position).await?;
+        let lag_seconds = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        out.push(ConsumerStatus {
+            name,
+            status: ConsumerState::parse(&status),
+            position,
+            head,
+            lag_events,
+            lag_seconds,
+            last_error,
+            failed_position: ftx.zip(fpos).map(|(t, p)| Position::new(t, p)),
+            applied,
+            updated_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether consumer `name` has applied everything up to `position`.
+pub async fn has_reached(pool: &PgPool, name: &str, position: Position) -> Result<bool, StoreError> {
+    let current = sqlx::query_as::<_, (i64, i64)>(
+        "SELECT transaction_id, global_position FROM consumer_checkpoints WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(current.is_some_and(|(tx, pos)| Position::new(tx, pos) >= position))
+}

@@ -1,0 +1,55 @@
+//! Errors of the event store, the relay and the consumers.
+
+/// What went wrong in the store layer. Callers tell conflicts from infrastructure failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the same aggregate version first (guarantee 1).
+    #[error("optimistic concurrency conflict on {aggregate_type} {aggregate_id}")]
+    Conflict {
+        /// The aggregate's type.
+        aggregate_type: String,
+        /// The aggregate's id.
+        aggregate_id: String,
+    },
+    /// Postgres could not be reached at all (connect time).
+    #[error("cannot reach Postgres at {target}")]
+    Unreachable {
+        /// `host:port/database`, never credentials.
+        target: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed to apply.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An event or aggregate did not (de)serialise.
+    #[error("serialisation error: {0}")]
+    Serde(#[from] serde_json::Error),
+    /// postgres-es reported a failure other than a conflict.
+    #[error("event repository error: {0}")]
+    Repository(String),
+}
+
+/// What went wrong talking to RabbitMQ.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker could not be reached.
+    #[error("cannot reach RabbitMQ at {target}")]
+    Unreachable {
+        /// `host:port/vhost`, never credentials.
+        target: String,
+        /// The client's error.
+        #[source]
+        source: lapin::Error,
+    },
+    /// A channel or protocol operation failed.
+    #[error("RabbitMQ error: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker refused (nacked) a publish.
+    #[error("RabbitMQ refused to confirm the message for event {0}")]
+    Nacked(String),
+}

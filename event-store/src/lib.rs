@@ -1,0 +1,35 @@
+//! The Postgres event store and everything that moves events out of it.
+//!
+//! Generic over aggregates (cqrs-es), never aware of the domain.
+//!
+//! # Layout
+//! - [`db`]: create the database, connect, migrate.
+//! - [`store`]: load and append aggregates through postgres-es, with optimistic concurrency.
+//! - [`log`]: the gap-free global log reader (guarantee 2) and stream, correlation and time queries.
+//! - [`relay`]: publishes the log to RabbitMQ with confirms, one active relay (guarantee 3).
+//! - [`consumer`]: durable consumers with catch-up, exactly-once effect, halt on failure (4, 5).
+//! - [`checkpoint`]: consumer cursors, health, operator retry and skip.
+//! - [`broker`]: RabbitMQ connections, names and topology.
+//! - [`position`], [`record`]: log positions and stored events.
+
+pub mod backoff;
+pub mod broker;
+pub mod checkpoint;
+pub mod consumer;
+pub mod db;
+mod error;
+pub mod log;
+pub mod position;
+pub mod record;
+pub mod relay;
+pub mod store;
+
+pub use broker::{BrokerConfig, QueueType};
+pub use checkpoint::{ConsumerState, ConsumerStatus};
+pub use consumer::{ConsumerConfig, DurableConsumer, EventHandler, HandlerError};
+pub use error::{BrokerError, StoreError};
+pub use log::{LogFilter, LogReader};
+pub use position::Position;
+pub use record::{EventMetadata, StoredEvent};
+pub use relay::{Relay, RelayConfig};
+pub use store::{Appended, EventStore};

@@ -1,0 +1,170 @@
+//! Reading the global log in commit-safe order (guarantee 2).
+//!
+//! A reader takes only rows whose `transaction_id` is below the oldest transaction still running
+//! (`pg_snapshot_xmin(pg_current_snapshot())`), ordered by `(transaction_id, global_position)`, and
+//! uses that pair as its cursor. Every transaction below the horizon has ended, so nothing can
+//! later appear behind the cursor: no event committed late is skipped, no rolled-back one is waited
+//! for, and there are no timeouts. `global_position > last` alone would lose events.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::record::{from_row, EVENT_COLUMNS};
+use crate::{Position, StoreError, StoredEvent};
+
+/// Filters of a log query (all optional, combined with AND).
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only events after this position.
+    pub after: Position,
+    /// At most this many events (clamped to 1..=10 000).
+    pub limit: i64,
+    /// Only this aggregate type.
+    pub aggregate_type: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only events whose metadata carries this correlation id.
+    pub correlation_id: Option<String>,
+    /// Only events recorded at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events recorded before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Reads the `events` table as one ordered log.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    pool: PgPool,
+}
+
+impl LogReader {
+    /// A reader over `pool`'s database.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Up to `limit` events after `after`, in log order, below the horizon.
+    pub async fn read_after(
+        &self,
+        after: Position,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, global_position LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.transaction_id.to_string())
+            .bind(after.global_position)
+            .bind(limit.clamp(1, 10_000))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The position of the last event a reader can see now ([`Position::START`] if none).
+    pub async fn head(&self) -> Result<Position, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events \
+             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map_or(Position::START, |(tx, pos)| Position::new(tx, pos)))
+    }
+
+    /// How many visible events lie after `after`, and when the oldest of them was recorded.
+    pub async fn backlog(
+        &self,
+        after: Position,
+    ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        let (count, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*), min(recorded_at) FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
+        )
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((count, oldest))
+    }
+
+    /// Every event of one aggregate, by version.
+    pub async fn stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Events matching `filter`, in log order, below the horizon.
+    pub async fn query(&self, filter: &LogFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND ($3::text IS NULL OR aggregate_type = $3) \
+               AND ($4::text IS NULL OR event_type = $4) \
+               AND ($5::text IS NULL OR metadata ->> 'correlation_id' = $5) \
+               AND ($6::timestamptz IS NULL OR recorded_at >= $6) \
+               AND ($7::timestamptz IS NULL OR recorded_at < $7) \
+             ORDER BY transaction_id, global_position LIMIT $8"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.after.transaction_id.to_string())
+            .bind(filter.after.global_position)
+            .bind(filter.aggregate_type.as_deref())
+            .bind(filter.event_type.as_deref())
+            .bind(filter.correlation_id.as_deref())
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(filter.limit.clamp(1, 10_000))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Every event carrying `correlation_id`, in log order.
+    pub async fn by_correlation(
+        &self,
+        correlation_id: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.query(&LogFilter {
+            correlation_id: Some(correlation_id.to_owned()),
+            limit,
+            ..LogFilter::default()
+        })
+        .await
+    }
+
+    /// Every event recorded in `[from, to)`, in log order.
+    pub async fn by_time_range(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.query(&LogFilter {
+            from: Some(from),
+            to: Some(to),
+            limit,
+            ..LogFilter::default()
+        })
+        .await
+    }
+}

@@ -1,0 +1,188 @@
+//! Starting the platform's long-running parts in this process.
+//!
+//! `serve` starts them all; `api`, `relay`, `project` and `process` start one kind each. Every part
+//! has one `run(…, shutdown)` entry and stops when the shared token is cancelled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use commerce_api::{HealthCheck, OpsState};
+use commerce_event_store::{db, BrokerConfig, Relay, RelayConfig};
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+
+/// Which parts to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The HTTP API.
+    pub api: bool,
+    /// The relay.
+    pub relay: bool,
+    /// Projection workers.
+    pub projections: bool,
+    /// Process managers.
+    pub process: bool,
+}
+
+impl Parts {
+    /// Everything (`serve`).
+    pub const ALL: Self = Self {
+        api: true,
+        relay: true,
+        projections: true,
+        process: true,
+    };
+    /// Nothing; combine with struct update syntax.
+    pub const NONE: Self = Self {
+        api: false,
+        relay: false,
+        projections: false,
+        process: false,
+    };
+}
+
+/// A started platform.
+#[derive(Debug)]
+pub struct RunningApp {
+    /// Where the API listens, when it runs.
+    pub api_addr: Option<SocketAddr>,
+    /// The Postgres pool (event store and read models).
+    pub pool: PgPool,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningApp {
+    /// The token that stops every part.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every part and waits for them.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until every part has stopped (after the token is cancelled).
+    pub async fn wait(mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "a part of the platform panicked");
+                self.shutdown.cancel();
+            }
+        }
+    }
+}
+
+/// Prepares Postgres (database, migrations), checks RabbitMQ, and starts `parts`.
+///
+/// Fails fast, naming the dependency and its address, when Postgres or RabbitMQ is unreachable.
+pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningApp> {
+    let pool = db::prepare(&settings.database_url, settings.max_db_connections).await?;
+    check_broker(&settings.broker).await?;
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    if parts.relay {
+        let relay = Relay::new(
+            pool.clone(),
+            settings.broker.clone(),
+            RelayConfig {
+                poll_interval: settings.relay_poll_interval,
+                ..RelayConfig::default()
+            },
+        );
+        tasks.spawn(relay.run(shutdown.clone()));
+    }
+
+    let mut api_addr = None;
+    if parts.api {
+        let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+        let addr = listener.local_addr()?;
+        api_addr = Some(addr);
+        let ops = OpsState {
+            checks: Arc::new(vec![
+                Box::new(PostgresCheck(pool.clone())),
+                Box::new(MigrationsCheck(pool.clone())),
+                Box::new(BrokerCheck(settings.broker.clone())),
+            ]),
+            metrics: crate::telemetry::metrics_handle(),
+        };
+        let router = commerce_api::routes::router(ops);
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = commerce_api::serve(listener, router, token.clone()).await {
+                tracing::error!(%error, "HTTP server failed");
+                token.cancel();
+            }
+        });
+        tracing::info!(%addr, "HTTP API listening");
+    }
+
+    Ok(RunningApp {
+        api_addr,
+        pool,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn check_broker(broker: &BrokerConfig) -> anyhow::Result<()> {
+    let connection = broker.connect("startup-check").await?;
+    let _ = connection.close(200, "startup check done".into()).await;
+    Ok(())
+}
+
+struct PostgresCheck(PgPool);
+
+impl HealthCheck for PostgresCheck {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.0)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+struct MigrationsCheck(PgPool);
+
+impl HealthCheck for MigrationsCheck {
+    fn name(&self) -> &'static str {
+        "migrations"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            match db::migrations_applied(&self.0).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("migrations pending".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+struct BrokerCheck(BrokerConfig);
+
+impl HealthCheck for BrokerCheck {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { check_broker(&self.0).await.map_err(|e| e.to_string()) })
+    }
+}

@@ -1,0 +1,146 @@
+//! The command line. Every global option is also an environment variable (DESIGN.md's operating
+//! contract); values that may hold secrets are never shown in `--help`.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Event-sourced commerce backend.
+#[derive(Debug, Parser)]
+#[command(name = "commerce", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Postgres holding the event store and read models; created if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/commerce",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub database_url: String,
+
+    /// RabbitMQ.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        global = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub amqp_url: String,
+
+    /// Prefix of every exchange and queue (`<ns>.events`, `<ns>.<consumer>`).
+    #[arg(long, env = "COMMERCE_NAMESPACE", global = true, default_value = "commerce")]
+    pub namespace: String,
+
+    /// Address of the HTTP API.
+    #[arg(long, env = "LISTEN_ADDR", global = true, default_value = "127.0.0.1:8080")]
+    pub listen_addr: String,
+
+    /// `dev` or `prod` (default: `dev` for `serve`, otherwise `prod`).
+    #[arg(long = "env", env = "COMMERCE_ENV", global = true)]
+    pub environment: Option<String>,
+
+    /// RabbitMQ queue type of consumer queues: `quorum` or `classic`.
+    #[arg(long, env = "AMQP_QUEUE_TYPE", global = true, default_value = "quorum")]
+    pub queue_type: String,
+
+    /// `text` or `json` (one JSON object per line).
+    #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
+    pub log_format: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process: API, relay, projections and process managers.
+    Serve,
+    /// Only the HTTP API.
+    Api,
+    /// Only the relay (log → RabbitMQ); extra instances stand by.
+    Relay,
+    /// Only the projection workers.
+    Project {
+        /// Run only this projection.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Only the process managers (sagas) and their deadlines.
+    Process,
+    /// Create the database if needed, apply migrations, exit.
+    Migrate,
+    /// Read the event log.
+    Events {
+        /// What to read.
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Health and repair of projections and process managers.
+    Projections {
+        /// What to do.
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+/// `commerce events ...`
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// The global log, in order.
+    Tail {
+        /// Keep following new events.
+        #[arg(long)]
+        follow: bool,
+        /// Start after this position token (default: the beginning).
+        #[arg(long)]
+        after: Option<String>,
+        /// Show only the last N events (ignored with --after).
+        #[arg(long, short = 'n')]
+        last: Option<i64>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One aggregate's stream, by version.
+    Stream {
+        /// Aggregate type, e.g. `Order`.
+        aggregate_type: String,
+        /// Aggregate id.
+        aggregate_id: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `commerce projections ...`
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Position, lag and state of every projection and process manager, and of the relay.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a FAILED consumer by trying its failed event again.
+    Retry {
+        /// Consumer name.
+        name: String,
+    },
+    /// Resume a FAILED consumer by passing over its failed event (recorded).
+    Skip {
+        /// Consumer name.
+        name: String,
+    },
+}

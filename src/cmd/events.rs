@@ -1,0 +1,68 @@
+//! `commerce events tail|stream`: read the log.
+
+use std::time::Duration;
+
+use commerce_event_store::{db, LogReader, Position};
+
+use crate::cli::EventsCommand;
+use crate::config::Settings;
+use crate::output;
+
+pub(crate) async fn run(settings: &Settings, command: EventsCommand) -> anyhow::Result<()> {
+    let pool = db::connect(&settings.database_url, 2).await?;
+    let log = LogReader::new(pool);
+    match command {
+        EventsCommand::Tail {
+            follow,
+            after,
+            last,
+            json,
+        } => {
+            let mut cursor = match (after, last) {
+                (Some(token), _) => token.parse::<Position>()?,
+                (None, Some(n)) => start_of_last(&log, n).await?,
+                (None, None) => Position::START,
+            };
+            loop {
+                let batch = log.read_after(cursor, 1000).await?;
+                for event in &batch {
+                    output::event(event, json)?;
+                }
+                match batch.last() {
+                    Some(event) => cursor = event.position,
+                    None if follow => tokio::time::sleep(Duration::from_millis(200)).await,
+                    None => break,
+                }
+            }
+        }
+        EventsCommand::Stream {
+            aggregate_type,
+            aggregate_id,
+            json,
+        } => {
+            let events = log.stream(&aggregate_type, &aggregate_id).await?;
+            if events.is_empty() {
+                anyhow::bail!("no events for {aggregate_type} {aggregate_id}");
+            }
+            for event in &events {
+                output::event(event, json)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The position just before the last `n` events of the log.
+async fn start_of_last(log: &LogReader, n: i64) -> anyhow::Result<Position> {
+    let (total, _) = log.backlog(Position::START).await?;
+    let skip = (total - n.max(0)).max(0);
+    let mut cursor = Position::START;
+    let mut skipped = 0;
+    while skipped < skip {
+        let batch = log.read_after(cursor, (skip - skipped).min(10_000)).await?;
+        let Some(last) = batch.last() else { break };
+        cursor = last.position;
+        skipped += batch.len() as i64;
+    }
+    Ok(cursor)
+}

@@ -1,0 +1,30 @@
+//! One module per subcommand, dispatched from the clap enum.
+
+mod events;
+mod migrate;
+mod projections;
+mod run;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Environment, Settings};
+
+pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    use crate::app::Parts;
+    let default_env = match cli.command {
+        Command::Serve => Environment::Dev,
+        _ => Environment::Prod,
+    };
+    let settings = Settings::from_args(&cli.global, default_env)?;
+    match cli.command {
+        Command::Serve => run::run(&settings, Parts::ALL).await,
+        Command::Api => run::run(&settings, Parts { api: true, ..Parts::NONE }).await,
+        Command::Relay => run::run(&settings, Parts { relay: true, ..Parts::NONE }).await,
+        Command::Project { only: _ } => {
+            run::run(&settings, Parts { projections: true, ..Parts::NONE }).await
+        }
+        Command::Process => run::run(&settings, Parts { process: true, ..Parts::NONE }).await,
+        Command::Migrate => migrate::run(&settings).await,
+        Command::Events { command } => events::run(&settings, command).await,
+        Command::Projections { command } => projections::run(&settings, command).await,
+    }
+}
