@@ -41,11 +41,21 @@ pub struct GlobalArgs {
     pub amqp_url: String,
 
     /// Prefix of every exchange and queue (`<ns>.events`, `<ns>.<consumer>`).
-    #[arg(long, env = "COMMERCE_NAMESPACE", global = true, default_value = "commerce")]
+    #[arg(
+        long,
+        env = "COMMERCE_NAMESPACE",
+        global = true,
+        default_value = "commerce"
+    )]
     pub namespace: String,
 
     /// Address of the HTTP API.
-    #[arg(long, env = "LISTEN_ADDR", global = true, default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "LISTEN_ADDR",
+        global = true,
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen_addr: String,
 
     /// `dev` or `prod` (default: `dev` for `serve`, otherwise `prod`).

@@ -10,7 +10,8 @@ use crate::cli::GlobalArgs;
 /// Installs the tracing subscriber: `RUST_LOG` filter (default `info`), JSON lines when
 /// `LOG_FORMAT=json`.
 pub fn init(args: &GlobalArgs) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -46,7 +46,9 @@ impl std::str::FromStr for QueueType {
         match s {
             "quorum" => Ok(Self::Quorum),
             "classic" => Ok(Self::Classic),
-            other => Err(format!("unknown queue type {other:?}: use quorum or classic")),
+            other => Err(format!(
+                "unknown queue type {other:?}: use quorum or classic"
+            )),
         }
     }
 }

@@ -86,10 +86,12 @@ pub enum RepairError {
 }
 
 pub(crate) async fn ensure(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO consumer_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
-        .bind(name)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO consumer_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -187,14 +189,20 @@ pub(crate) async fn take_operator_action(
     name: &str,
 ) -> Result<OperatorDecision, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row: Option<(String, Option<String>, Option<i64>, Option<i64>, Option<Uuid>, Option<String>)> =
-        sqlx::query_as(
-            "SELECT status, requested_action, failed_transaction_id, failed_position, \
+    let row: Option<(
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<Uuid>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT status, requested_action, failed_transaction_id, failed_position, \
              failed_event_id, last_error FROM consumer_checkpoints WHERE name = $1 FOR UPDATE",
-        )
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
+    )
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some((status, action, failed_tx, failed_pos, failed_event, error)) = row else {
         return Ok(OperatorDecision::Resume);
     };
@@ -310,7 +318,8 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
     for (name, tx, pos, status, last_error, ftx, fpos, applied, updated_at) in rows {
         let position = Position::new(tx, pos);
         let (lag_events, oldest) = log.backlog(position).await?;
-        let lag_seconds = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        let lag_seconds =
+            oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
         out.push(ConsumerStatus {
             name,
             status: ConsumerState::parse(&status),
@@ -328,7 +337,11 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
 }
 
 /// Whether consumer `name` has applied everything up to `position`.
-pub async fn has_reached(pool: &PgPool, name: &str, position: Position) -> Result<bool, StoreError> {
+pub async fn has_reached(
+    pool: &PgPool,
+    name: &str,
+    position: Position,
+) -> Result<bool, StoreError> {
     let current = sqlx::query_as::<_, (i64, i64)>(
         "SELECT transaction_id, global_position FROM consumer_checkpoints WHERE name = $1",
     )

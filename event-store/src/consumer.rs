@@ -59,7 +59,10 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     /// Defaults: 5 attempts from 100 ms to 5 s, batches of 500, prefetch 256.
-    pub fn new(name: impl Into<String>, bindings: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        bindings: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         Self {
             name: name.into(),
             bindings: bindings.into_iter().map(Into::into).collect(),
@@ -154,7 +157,8 @@ impl<H: EventHandler> DurableConsumer<H> {
                 Ok(()) | Err(SessionError::Shutdown) => break,
                 Err(SessionError::Halted) => backoff.reset(),
                 Err(error) => {
-                    metrics::counter!("consumer_errors_total", "consumer" => name.clone()).increment(1);
+                    metrics::counter!("consumer_errors_total", "consumer" => name.clone())
+                        .increment(1);
                     tracing::warn!(consumer = %name, %error, "consumer interrupted; reconnecting");
                     if !backoff.wait(&shutdown).await {
                         break;
@@ -218,7 +222,11 @@ impl<H: EventHandler> DurableConsumer<H> {
                 next = deliveries.next() => next,
             };
             let delivery = match next {
-                None => break Err(SessionError::Other("the broker cancelled the consumer".into())),
+                None => {
+                    break Err(SessionError::Other(
+                        "the broker cancelled the consumer".into(),
+                    ))
+                }
                 Some(Err(e)) => break Err(e.into()),
                 Some(Ok(delivery)) => delivery,
             };
@@ -404,6 +412,9 @@ mod tests {
         assert!(!topic_matches("Order.*", "Inventory.StockReserved"));
         assert!(!topic_matches("Order", "Order.OrderPlaced"));
         assert!(!topic_matches("*", "Order.OrderPlaced"));
-        assert!(topic_matches("Inventory.StockReserved", "Inventory.StockReserved"));
+        assert!(topic_matches(
+            "Inventory.StockReserved",
+            "Inventory.StockReserved"
+        ));
     }
 }

@@ -111,12 +111,25 @@ impl LogReader {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Events matching `filter`, in log order, below the horizon.
+    /// Events matching `filter`, in log order, below the horizon: paging with `after` set to the
+    /// last position of the previous page never skips an event.
     pub async fn query(&self, filter: &LogFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        self.select(filter, true).await
+    }
+
+    async fn select(
+        &self,
+        filter: &LogFilter,
+        below_horizon: bool,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let horizon = if below_horizon {
+            "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) {horizon} \
                AND ($3::text IS NULL OR aggregate_type = $3) \
                AND ($4::text IS NULL OR event_type = $4) \
                AND ($5::text IS NULL OR metadata ->> 'correlation_id' = $5) \
@@ -138,33 +151,40 @@ impl LogReader {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Every event carrying `correlation_id`, in log order.
+    /// Every committed event carrying `correlation_id`, in log order. (A complete read, not a tail:
+    /// it does not wait for the horizon.)
     pub async fn by_correlation(
         &self,
         correlation_id: &str,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.query(&LogFilter {
-            correlation_id: Some(correlation_id.to_owned()),
-            limit,
-            ..LogFilter::default()
-        })
+        self.select(
+            &LogFilter {
+                correlation_id: Some(correlation_id.to_owned()),
+                limit,
+                ..LogFilter::default()
+            },
+            false,
+        )
         .await
     }
 
-    /// Every event recorded in `[from, to)`, in log order.
+    /// Every committed event recorded in `[from, to)`, in log order (a complete read, not a tail).
     pub async fn by_time_range(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.query(&LogFilter {
-            from: Some(from),
-            to: Some(to),
-            limit,
-            ..LogFilter::default()
-        })
+        self.select(
+            &LogFilter {
+                from: Some(from),
+                to: Some(to),
+                limit,
+                ..LogFilter::default()
+            },
+            false,
+        )
         .await
     }
 }

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// `Position::START` comes before every event. The string form (`"<tx>.<pos>"`) is the opaque
 /// token that crosses the HTTP boundary (`X-Event-Position`, `X-Min-Position`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Position {
     /// The id of the transaction that wrote the event (`xid8`, never above `i64::MAX` in practice).
     pub transaction_id: i64,
@@ -86,7 +88,15 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_rejected() {
-        for bad in ["", "12", "a.b", "1.-2", "-1.2", "1.2.3", "99999999999999999999.1"] {
+        for bad in [
+            "",
+            "12",
+            "a.b",
+            "1.-2",
+            "-1.2",
+            "1.2.3",
+            "99999999999999999999.1",
+        ] {
             assert!(bad.parse::<Position>().is_err(), "{bad} parsed");
         }
     }

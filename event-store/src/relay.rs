@@ -231,7 +231,11 @@ fn properties(event: &StoredEvent) -> BasicProperties {
     );
     headers.insert(
         "recorded_at".into(),
-        text(&event.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        text(
+            &event
+                .recorded_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+        ),
     );
     BasicProperties::default()
         .with_delivery_mode(2)
@@ -251,12 +255,11 @@ async fn load_cursor(conn: &mut PgConnection, name: &str) -> Result<Position, sq
     .bind(name)
     .execute(&mut *conn)
     .await?;
-    let (tx, pos): (i64, i64) = sqlx::query_as(
-        "SELECT transaction_id, global_position FROM relay_cursors WHERE name = $1",
-    )
-    .bind(name)
-    .fetch_one(&mut *conn)
-    .await?;
+    let (tx, pos): (i64, i64) =
+        sqlx::query_as("SELECT transaction_id, global_position FROM relay_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
     Ok(Position::new(tx, pos))
 }
 

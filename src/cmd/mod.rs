@@ -17,12 +17,46 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::from_args(&cli.global, default_env)?;
     match cli.command {
         Command::Serve => run::run(&settings, Parts::ALL).await,
-        Command::Api => run::run(&settings, Parts { api: true, ..Parts::NONE }).await,
-        Command::Relay => run::run(&settings, Parts { relay: true, ..Parts::NONE }).await,
-        Command::Project { only: _ } => {
-            run::run(&settings, Parts { projections: true, ..Parts::NONE }).await
+        Command::Api => {
+            run::run(
+                &settings,
+                Parts {
+                    api: true,
+                    ..Parts::NONE
+                },
+            )
+            .await
         }
-        Command::Process => run::run(&settings, Parts { process: true, ..Parts::NONE }).await,
+        Command::Relay => {
+            run::run(
+                &settings,
+                Parts {
+                    relay: true,
+                    ..Parts::NONE
+                },
+            )
+            .await
+        }
+        Command::Project { only: _ } => {
+            run::run(
+                &settings,
+                Parts {
+                    projections: true,
+                    ..Parts::NONE
+                },
+            )
+            .await
+        }
+        Command::Process => {
+            run::run(
+                &settings,
+                Parts {
+                    process: true,
+                    ..Parts::NONE
+                },
+            )
+            .await
+        }
         Command::Migrate => migrate::run(&settings).await,
         Command::Events { command } => events::run(&settings, command).await,
         Command::Projections { command } => projections::run(&settings, command).await,

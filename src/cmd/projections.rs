@@ -33,7 +33,9 @@ pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> any
         }
         ProjectionsCommand::Skip { name } => {
             checkpoint::request_skip(&pool, &name).await?;
-            output::line(&format!("skip requested for {name}; the skipped event is recorded"))?;
+            output::line(&format!(
+                "skip requested for {name}; the skipped event is recorded"
+            ))?;
         }
     }
     Ok(())

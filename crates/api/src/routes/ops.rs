@@ -122,7 +122,10 @@ mod tests {
             Box::new(Fixed("postgres", Ok(()))),
             Box::new(Fixed("rabbitmq", Err("connection refused".into()))),
         ];
-        assert_eq!(status_of(app(checks), "/ready").await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status_of(app(checks), "/ready").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,233 @@
+//! Shared helpers of the event-store tests: a private broker namespace, raw appends, waiting.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use commerce_event_store::{BrokerConfig, Position, QueueType, StoredEvent};
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::Connection;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A broker config with a namespace no other test uses.
+pub fn broker() -> BrokerConfig {
+    let mut config = BrokerConfig::new(
+        std::env::var("AMQP_URL").unwrap_or_else(|_| AMQP_URL.to_owned()),
+        format!("test-{}", uuid::Uuid::new_v4().simple()),
+    );
+    config.queue_type = QueueType::Classic;
+    config
+}
+
+/// Appends one event per call, in its own transaction, straight into `events`.
+pub async fn append_raw(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    event_type: &str,
+) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ($1, $2, $3, $4, '1.0', $5, $6)",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(event_type)
+    .bind(serde_json::json!({ "n": sequence }))
+    .bind(serde_json::json!({ "actor": "test", "correlation_id": format!("corr-{aggregate_id}") }))
+    .execute(pool)
+    .await
+    .expect("append");
+}
+
+/// Appends `n` events spread over a few aggregates; returns how many per aggregate.
+pub async fn append_many(pool: &PgPool, aggregate_type: &str, n: i64) -> HashMap<String, i64> {
+    let mut versions: HashMap<String, i64> = HashMap::new();
+    for i in 0..n {
+        let id = format!("agg-{}", i % 5);
+        let v = versions.entry(id.clone()).or_default();
+        *v += 1;
+        append_raw(pool, aggregate_type, &id, *v, "Happened").await;
+    }
+    versions
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A message as a test sees it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub routing_key: String,
+    pub message_id: Option<String>,
+    pub persistent: bool,
+    pub headers: HashMap<String, String>,
+    pub event: Option<StoredEvent>,
+}
+
+/// Binds a private queue to `<ns>.events` with `#` and forwards every message.
+pub async fn tap(broker: &BrokerConfig) -> (Connection, mpsc::UnboundedReceiver<Received>) {
+    let conn = broker.connect("test-tap").await.expect("connect");
+    let channel = conn.create_channel().await.expect("channel");
+    broker.declare_exchange(&channel).await.expect("exchange");
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            broker.exchange().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "tap".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            let props = &delivery.properties;
+            let headers = props
+                .headers()
+                .as_ref()
+                .map(|h| {
+                    h.inner()
+                        .iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                lapin::types::AMQPValue::LongString(s) => s.to_string(),
+                                lapin::types::AMQPValue::LongLongInt(i) => i.to_string(),
+                                other => format!("{other:?}"),
+                            };
+                            (k.to_string(), v)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let received = Received {
+                routing_key: delivery.routing_key.to_string(),
+                message_id: props.message_id().as_ref().map(|s| s.to_string()),
+                persistent: *props.delivery_mode() == Some(2),
+                headers,
+                event: serde_json::from_slice(&delivery.data).ok(),
+            };
+            if tx.send(received).is_err() {
+                break;
+            }
+        }
+    });
+    (conn, rx)
+}
+
+/// Collects event messages from `rx` until `expected` distinct positions were seen.
+pub async fn collect_events(
+    rx: &mut mpsc::UnboundedReceiver<Received>,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<Received> {
+    let deadline = Instant::now() + timeout;
+    let mut all = Vec::new();
+    let mut distinct = std::collections::HashSet::<Position>::new();
+    while distinct.len() < expected {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(r)) => {
+                if let Some(e) = &r.event {
+                    distinct.insert(e.position);
+                    all.push(r);
+                }
+            }
+            _ => panic!("only {} of {expected} events arrived", distinct.len()),
+        }
+    }
+    all
+}
+
+/// Closes the broker connection named `<ns>:<name>` from the broker's side, as an outage would.
+pub async fn close_broker_connection(broker: &BrokerConfig, name: &str) -> bool {
+    let wanted = format!("{}:{name}", broker.namespace);
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "--formatter",
+            "json",
+            "-q",
+        ])
+        .output()
+        .await
+        .expect("rabbitmqctl runs");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut closed = false;
+    for row in rows.as_array().into_iter().flatten() {
+        let props = row["client_properties"].to_string();
+        if props.contains(&format!("\"{wanted}\"")) {
+            let pid = row["pid"].as_str().unwrap_or_default().to_owned();
+            let status = tokio::process::Command::new("rabbitmqctl")
+                .args(["close_connection", &pid, "test outage", "-q"])
+                .status()
+                .await
+                .expect("rabbitmqctl runs");
+            closed |= status.success();
+        }
+    }
+    closed
+}
+
+/// Deletes the namespace's exchange (queues are deleted by their tests).
+pub async fn cleanup(broker: &BrokerConfig, queues: &[&str]) {
+    if let Ok(conn) = broker.connect("test-cleanup").await {
+        if let Ok(ch) = conn.create_channel().await {
+            for q in queues {
+                let _ = ch
+                    .queue_delete(broker.queue(q).into(), Default::default())
+                    .await;
+            }
+            let _ = ch
+                .exchange_delete(broker.exchange().into(), Default::default())
+                .await;
+        }
+        let _ = conn.close(200, "bye".into()).await;
+    }
+}
