@@ -182,6 +182,16 @@ pub(crate) enum OperatorDecision {
     Resume,
 }
 
+#[derive(sqlx::FromRow)]
+struct HaltRow {
+    status: String,
+    requested_action: Option<String>,
+    failed_transaction_id: Option<i64>,
+    failed_position: Option<i64>,
+    failed_event_id: Option<Uuid>,
+    last_error: Option<String>,
+}
+
 /// Carries out a pending retry or skip request, if any. Safe when several instances poll at once:
 /// the request is claimed by one `UPDATE ... RETURNING`.
 pub(crate) async fn take_operator_action(
@@ -189,21 +199,22 @@ pub(crate) async fn take_operator_action(
     name: &str,
 ) -> Result<OperatorDecision, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row: Option<(
-        String,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        Option<Uuid>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let row: Option<HaltRow> = sqlx::query_as(
         "SELECT status, requested_action, failed_transaction_id, failed_position, \
-             failed_event_id, last_error FROM consumer_checkpoints WHERE name = $1 FOR UPDATE",
+         failed_event_id, last_error FROM consumer_checkpoints WHERE name = $1 FOR UPDATE",
     )
     .bind(name)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((status, action, failed_tx, failed_pos, failed_event, error)) = row else {
+    let Some(HaltRow {
+        status,
+        requested_action: action,
+        failed_transaction_id: failed_tx,
+        failed_position: failed_pos,
+        failed_event_id: failed_event,
+        last_error: error,
+    }) = row
+    else {
         return Ok(OperatorDecision::Resume);
     };
     if status != ConsumerState::Failed.as_str() {

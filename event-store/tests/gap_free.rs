@@ -6,6 +6,8 @@
 //! the rolled-back ones, each stream in order. A naive `global_position > last` reader running in
 //! the same scenario must lose events, which proves the scenario creates the race.
 
+#![allow(clippy::print_stdout)] // tests print the figures they measure
+
 mod support;
 
 use std::collections::{HashMap, HashSet};

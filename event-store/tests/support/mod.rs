@@ -187,25 +187,17 @@ pub async fn collect_events(
 pub async fn close_broker_connection(broker: &BrokerConfig, name: &str) -> bool {
     let wanted = format!("{}:{name}", broker.namespace);
     let out = tokio::process::Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "pid",
-            "client_properties",
-            "--formatter",
-            "json",
-            "-q",
-        ])
+        .args(["list_connections", "pid", "client_properties", "--no-table-headers", "-q"])
         .output()
         .await
         .expect("rabbitmqctl runs");
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
     let mut closed = false;
-    for row in rows.as_array().into_iter().flatten() {
-        let props = row["client_properties"].to_string();
+    for line in listing.lines() {
+        let Some((pid, props)) = line.split_once('\t') else { continue };
         if props.contains(&format!("\"{wanted}\"")) {
-            let pid = row["pid"].as_str().unwrap_or_default().to_owned();
             let status = tokio::process::Command::new("rabbitmqctl")
-                .args(["close_connection", &pid, "test outage", "-q"])
+                .args(["close_connection", pid.trim(), "test outage", "-q"])
                 .status()
                 .await
                 .expect("rabbitmqctl runs");
