@@ -64,6 +64,29 @@ impl LogReader {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
+    /// Waits (at most `timeout`) until every transaction running now has ended, so that a tail
+    /// read afterwards sees everything committed before this call. Returns whether it settled.
+    pub async fn settle(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+        let target: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                .fetch_one(&self.pool)
+                .await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let horizon: i64 =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .fetch_one(&self.pool)
+                    .await?;
+            if horizon >= target {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// The position of the last event a reader can see now ([`Position::START`] if none).
     pub async fn head(&self) -> Result<Position, StoreError> {
         let row: Option<(i64, i64)> = sqlx::query_as(

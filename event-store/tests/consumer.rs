@@ -187,7 +187,9 @@ impl Scenario {
             let cursor = relay_cursor(&self.pool, &self.broker.namespace)
                 .await
                 .expect("relay cursor");
-            cursor.is_some_and(|(position, _)| position >= head).then_some(())
+            cursor
+                .is_some_and(|(position, _)| position >= head)
+                .then_some(())
         })
         .await;
     }
@@ -529,7 +531,10 @@ async fn skip_passes_over_the_failed_event_and_records_it(pool: PgPool) {
         s.wait_applied(20).await;
         let status = s.wait_live_at_head().await;
         let poisoned = &events[at];
-        let others: Vec<&StoredEvent> = events.iter().filter(|e| e.event_id != poisoned.event_id).collect();
+        let others: Vec<&StoredEvent> = events
+            .iter()
+            .filter(|e| e.event_id != poisoned.event_id)
+            .collect();
         assert_applied_once(&s.pool, &others).await;
         assert_eq!(status.applied, 20);
 
@@ -575,7 +580,10 @@ async fn a_consumer_bound_to_some_events_still_reaches_the_head(pool: PgPool) {
         let events = log(&s.pool).await;
         let head = LogReader::new(s.pool.clone()).head().await.expect("head");
         assert_eq!(events.last().map(|e| e.position), Some(head));
-        assert_eq!(events.last().map(|e| e.aggregate_type.as_str()), Some("Beta"));
+        assert_eq!(
+            events.last().map(|e| e.aggregate_type.as_str()),
+            Some("Beta")
+        );
 
         s.wait_applied(10).await;
         let status = s
@@ -584,7 +592,10 @@ async fn a_consumer_bound_to_some_events_still_reaches_the_head(pool: PgPool) {
         assert_eq!(status.lag_events, 0);
         assert_eq!(status.status, ConsumerState::Live);
         assert_eq!(status.applied, 10);
-        let alphas: Vec<&StoredEvent> = events.iter().filter(|e| e.aggregate_type == "Alpha").collect();
+        let alphas: Vec<&StoredEvent> = events
+            .iter()
+            .filter(|e| e.aggregate_type == "Alpha")
+            .collect();
         assert_eq!(alphas.len(), 10);
         assert_applied_once(&s.pool, &alphas).await;
     })

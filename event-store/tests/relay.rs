@@ -39,6 +39,10 @@ fn steady_writer(pool: PgPool, n: i64) -> tokio::task::JoinHandle<()> {
 
 async fn committed_positions(pool: &PgPool) -> HashSet<Position> {
     let log = LogReader::new(pool.clone());
+    assert!(
+        log.settle(Duration::from_secs(10)).await.unwrap(),
+        "the horizon never settled"
+    );
     let mut cursor = Position::START;
     let mut all = HashSet::new();
     loop {

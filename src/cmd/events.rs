@@ -18,6 +18,11 @@ pub(crate) async fn run(settings: &Settings, command: EventsCommand) -> anyhow::
             last,
             json,
         } => {
+            // Show everything committed before the command started, even if a slow transaction
+            // elsewhere holds the horizon back for a moment.
+            if !log.settle(Duration::from_secs(5)).await? {
+                tracing::warn!("a long-running transaction holds the log horizon back");
+            }
             let mut cursor = match (after, last) {
                 (Some(token), _) => token.parse::<Position>()?,
                 (None, Some(n)) => start_of_last(&log, n).await?,

@@ -187,14 +187,22 @@ pub async fn collect_events(
 pub async fn close_broker_connection(broker: &BrokerConfig, name: &str) -> bool {
     let wanted = format!("{}:{name}", broker.namespace);
     let out = tokio::process::Command::new("rabbitmqctl")
-        .args(["list_connections", "pid", "client_properties", "--no-table-headers", "-q"])
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "--no-table-headers",
+            "-q",
+        ])
         .output()
         .await
         .expect("rabbitmqctl runs");
     let listing = String::from_utf8_lossy(&out.stdout).to_string();
     let mut closed = false;
     for line in listing.lines() {
-        let Some((pid, props)) = line.split_once('\t') else { continue };
+        let Some((pid, props)) = line.split_once('\t') else {
+            continue;
+        };
         if props.contains(&format!("\"{wanted}\"")) {
             let status = tokio::process::Command::new("rabbitmqctl")
                 .args(["close_connection", pid.trim(), "test outage", "-q"])
