@@ -1,0 +1,142 @@
+//! Command dispatch: load, decide, append at the expected version; retry on conflict.
+//!
+//! Guarantee 1 (no lost update): two commands racing on one aggregate both load version N; the
+//! store accepts only the first append of version N+1, and the loser is run again against the
+//! new state (bounded, with jitter), where the domain may now reject it. Commands to one aggregate
+//! from this process are also queued behind a striped lock, so a hot aggregate (a popular
+//! product's inventory) costs retries only across processes.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_event_store::{EventMetadata, EventStore, Position, StoreError};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use rand::Rng;
+use tokio::sync::Mutex;
+
+const LOCK_STRIPES: usize = 1024;
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// The aggregate the command ran against.
+    pub aggregate_id: String,
+    /// The aggregate's version afterwards.
+    pub version: i64,
+    /// The log position of the last event written; `None` when the command wrote nothing (an
+    /// idempotent repeat).
+    pub position: Option<Position>,
+}
+
+/// Why a command did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError<E: std::error::Error> {
+    /// The domain refused the command (its error says which rule and what kind).
+    #[error(transparent)]
+    Rejected(E),
+    /// Other writers kept winning the race for this aggregate; nothing was written.
+    #[error("the aggregate stayed contended after {attempts} attempts")]
+    Contention {
+        /// How many times the command ran.
+        attempts: u32,
+    },
+    /// The store failed; nothing is known to be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs commands against aggregates stored in the event store.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: EventStore,
+    stripes: Arc<Vec<Mutex<()>>>,
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`, trying each command up to 20 times.
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            stripes: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
+            max_attempts: 20,
+        }
+    }
+
+    /// The store behind this dispatcher.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Runs `command` against aggregate `A` with id `aggregate_id`, appending its events with
+    /// `metadata`. Conflicts are retried against the new state; a domain rejection is returned
+    /// as [`DispatchError::Rejected`] and writes nothing.
+    pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, DispatchError<A::Error>>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+    {
+        let _local_turn = self.stripe(A::TYPE, aggregate_id).lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut aggregate, version) = self.store.load::<A>(aggregate_id).await?;
+            let sink = EventSink::default();
+            aggregate
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(DispatchError::Rejected)?;
+            let events = sink.collect().await;
+            match self
+                .store
+                .append::<A>(aggregate_id, version, &events, metadata)
+                .await
+            {
+                Ok(appended) => {
+                    return Ok(Executed {
+                        aggregate_id: aggregate_id.to_owned(),
+                        version: appended.map_or(version, |a| a.version),
+                        position: appended.map(|a| a.position),
+                    })
+                }
+                Err(StoreError::Conflict { .. }) if attempt < self.max_attempts => {
+                    tracing::debug!(
+                        aggregate = A::TYPE,
+                        aggregate_id,
+                        attempt,
+                        "conflict; retrying"
+                    );
+                    let cap = 2_u64 << attempt.min(6);
+                    let pause = rand::rng().random_range(1..=cap);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(DispatchError::Contention { attempts: attempt })
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+
+    fn stripe(&self, aggregate_type: &str, aggregate_id: &str) -> &Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        (aggregate_type, aggregate_id).hash(&mut hasher);
+        &self.stripes[(hasher.finish() as usize) % self.stripes.len()]
+    }
+}

@@ -1,0 +1,241 @@
+//! Guarantee 1 against real Postgres: racing commands on one aggregate never lose an update.
+//!
+//! Each "process" is its own `Dispatcher` (its own in-process queueing), so the races between them
+//! are settled by the event store's optimistic concurrency and the dispatcher's retries.
+
+use chrono::Utc;
+use commerce_commands::{DispatchError, Dispatcher};
+use commerce_domain::ids::user_id_for_email;
+use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
+use commerce_domain::money::{Currency, Money};
+use commerce_domain::order::{Order, OrderCommand, OrderLine, ShippingAddress};
+use commerce_domain::user::{User, UserCommand};
+use commerce_event_store::db::MIGRATOR;
+use commerce_event_store::{EventMetadata, EventStore, LogReader};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const PROCESSES: usize = 5;
+
+fn processes(pool: &PgPool) -> Vec<Dispatcher> {
+    (0..PROCESSES)
+        .map(|_| Dispatcher::new(EventStore::new(pool.clone())))
+        .collect()
+}
+
+fn meta() -> EventMetadata {
+    EventMetadata::new("test", Uuid::new_v4().to_string())
+}
+
+async fn count_events(pool: &PgPool, aggregate_type: &str, id: &str, event_type: &str) -> usize {
+    LogReader::new(pool.clone())
+        .stream(aggregate_type, id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .count()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn fifty_racing_reservations_of_ten_units_reserve_exactly_ten(pool: PgPool) {
+    let product = Uuid::new_v4();
+    let id = product.to_string();
+    let dispatchers = processes(&pool);
+    dispatchers[0]
+        .execute::<Inventory>(
+            &id,
+            InventoryCommand::AdjustStock {
+                product_id: product,
+                adjustment: StockAdjustment::Add(10),
+                reason: None,
+                at: Utc::now(),
+            },
+            &meta(),
+        )
+        .await
+        .unwrap();
+
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let dispatcher = dispatchers[i % PROCESSES].clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let command = InventoryCommand::ReserveStock {
+                    product_id: product,
+                    order_id: Uuid::new_v4(),
+                    quantity: 1,
+                    at: Utc::now(),
+                };
+                dispatcher.execute::<Inventory>(&id, command, &meta()).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let executed = task.await.unwrap();
+        assert!(
+            executed.is_ok(),
+            "every reservation is decided, none lost to contention: {executed:?}"
+        );
+    }
+
+    assert_eq!(
+        count_events(&pool, "Inventory", &id, "StockReserved").await,
+        10
+    );
+    assert_eq!(
+        count_events(&pool, "Inventory", &id, "StockReservationRejected").await,
+        40
+    );
+    let (inventory, version) = EventStore::new(pool.clone())
+        .load::<Inventory>(&id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (inventory.available(), inventory.reserved(), version),
+        (0, 10, 51)
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn twenty_racing_registrations_of_one_email_create_one_user(pool: PgPool) {
+    let dispatchers = processes(&pool);
+    let spellings = [
+        "ada@example.com",
+        "Ada@Example.com",
+        "ADA@EXAMPLE.COM",
+        "ada@EXAMPLE.com",
+    ];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let dispatcher = dispatchers[i % PROCESSES].clone();
+            let email = spellings[i % spellings.len()].to_owned();
+            tokio::spawn(async move {
+                let user_id = user_id_for_email(&email);
+                let command = UserCommand::RegisterUser {
+                    user_id,
+                    email,
+                    name: format!("Ada {i}"),
+                    phone: None,
+                    password_hash: "argon2id$hash".into(),
+                    roles: vec![],
+                    at: Utc::now(),
+                };
+                dispatcher
+                    .execute::<User>(&user_id.to_string(), command, &meta())
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(executed) => {
+                created += 1;
+                assert!(executed.position.is_some());
+            }
+            Err(DispatchError::Rejected(e)) => assert!(e.to_string().contains("already"), "{e}"),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    let id = user_id_for_email("ada@example.com").to_string();
+    assert_eq!(count_events(&pool, "User", &id, "UserRegistered").await, 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_racing_payments_for_one_order_capture_once(pool: PgPool) {
+    let dispatchers = processes(&pool);
+    let order = Uuid::new_v4();
+    let id = order.to_string();
+    let price = Money::new(1999, Currency::USD);
+    dispatchers[0]
+        .execute::<Order>(
+            &id,
+            OrderCommand::PlaceOrder {
+                order_id: order,
+                user_id: Uuid::new_v4(),
+                lines: vec![OrderLine {
+                    product_id: Uuid::new_v4(),
+                    product_name: "Lamp".into(),
+                    quantity: 1,
+                    unit_price: price,
+                }],
+                shipping_address: ShippingAddress {
+                    line1: "1 Main St".into(),
+                    line2: None,
+                    city: "Springfield".into(),
+                    postal_code: "12345".into(),
+                    country: "US".into(),
+                },
+                payment_method: "card".into(),
+                at: Utc::now(),
+            },
+            &meta(),
+        )
+        .await
+        .unwrap();
+
+    let tasks: Vec<_> = (0..2)
+        .map(|i| {
+            let dispatcher = dispatchers[i].clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let command = OrderCommand::RequestPayment {
+                    payment_id: Uuid::new_v4(),
+                    amount: price,
+                    at: Utc::now(),
+                };
+                dispatcher.execute::<Order>(&id, command, &meta()).await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(DispatchError::Rejected(e)) => assert!(e.to_string().contains("progress"), "{e}"),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 1, "only one capture may start");
+    assert_eq!(
+        count_events(&pool, "Order", &id, "OrderPaymentRequested").await,
+        1
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_idempotent_repeat_writes_nothing_and_returns_no_position(pool: PgPool) {
+    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+    let product = Uuid::new_v4();
+    let id = product.to_string();
+    let order = Uuid::new_v4();
+    let adjust = InventoryCommand::AdjustStock {
+        product_id: product,
+        adjustment: StockAdjustment::Add(3),
+        reason: None,
+        at: Utc::now(),
+    };
+    dispatcher
+        .execute::<Inventory>(&id, adjust, &meta())
+        .await
+        .unwrap();
+    let reserve = InventoryCommand::ReserveStock {
+        product_id: product,
+        order_id: order,
+        quantity: 2,
+        at: Utc::now(),
+    };
+    let first = dispatcher
+        .execute::<Inventory>(&id, reserve.clone(), &meta())
+        .await
+        .unwrap();
+    let second = dispatcher
+        .execute::<Inventory>(&id, reserve, &meta())
+        .await
+        .unwrap();
+    assert_eq!(first.version, 2);
+    assert!(first.position.is_some());
+    assert_eq!((second.version, second.position), (2, None));
+}
