@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`dispatch`]: runs a command against its aggregate, appends the events with metadata, retries
 //!   optimistic-concurrency conflicts, and returns the version and log position written.
+//! - [`process`]: process managers: the order fulfilment saga, its deadlines, notifications.
 
 pub mod dispatch;
+pub mod process;
 
 pub use dispatch::{DispatchError, Dispatcher, Executed};

@@ -85,6 +85,11 @@ impl Order {
         self.placed.as_ref().map_or(&[], |o| &o.lines)
     }
 
+    /// Why the order was cancelled, once it is.
+    pub fn cancellation_reason(&self) -> Option<CancellationReason> {
+        self.placed.as_ref().and_then(|o| o.cancellation_reason)
+    }
+
     /// The payment that paid the order, if any.
     pub fn paid_by(&self) -> Option<Uuid> {
         self.placed.as_ref().and_then(|o| o.paid_by)

@@ -1,0 +1,427 @@
+//! The order fulfilment saga (`OrderFulfilmentProcess`).
+//!
+//! `OrderPlaced` → reserve stock for every line → all reserved: the order is told
+//! (`MarkStockReserved`); `PaymentCaptured` → the order is told (`MarkPaid`); the order confirms
+//! itself once both hold → `OrderConfirmed` → stock committed. A line out of stock → partial
+//! reservations released, order cancelled `OUT_OF_STOCK`. `OrderCancelled` (any reason) → stock
+//! released, a captured payment refunded. Unpaid past the payment timeout → `ExpirePayment`.
+//!
+//! Idempotency: the saga's own state (which lines are reserved) commits with its cursor; every
+//! command it sends is idempotent in the domain (a repeat emits nothing), and refunds carry a
+//! deterministic refund id. Delivering every event twice changes nothing.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use commerce_domain::inventory::{Inventory, InventoryCommand, InventoryEvent};
+use commerce_domain::money::Money;
+use commerce_domain::order::{CancellationReason, Order, OrderCommand, OrderEvent, OrderLineItem};
+use commerce_domain::payment::{Payment, PaymentCommand, PaymentEvent};
+use commerce_event_store::{EventHandler, EventMetadata, HandlerError, StoredEvent};
+use cqrs_es::Aggregate;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::deadlines::{self, PAYMENT_TIMEOUT};
+use crate::{DispatchError, Dispatcher};
+
+/// The actor recorded on the saga's commands.
+const ACTOR: &str = "system:order-fulfilment";
+
+/// Namespace of deterministic refund ids (one refund per payment per saga reason).
+const REFUND_NAMESPACE: Uuid = Uuid::from_u128(0x6f0c_93d4_51b2_4c1e_9a57_0d2e_8b41_c7a3);
+
+/// The saga, as a durable consumer's handler.
+#[derive(Debug, Clone)]
+pub struct OrderFulfilmentProcess {
+    dispatcher: Dispatcher,
+    payment_timeout: Duration,
+}
+
+impl OrderFulfilmentProcess {
+    /// Consumer, queue and checkpoint name.
+    pub const NAME: &'static str = "order-fulfilment";
+
+    /// A saga sending its commands through `dispatcher`; unpaid orders expire after
+    /// `payment_timeout`.
+    pub fn new(dispatcher: Dispatcher, payment_timeout: Duration) -> Self {
+        Self {
+            dispatcher,
+            payment_timeout,
+        }
+    }
+
+    /// The routing keys the saga reacts to.
+    pub fn bindings() -> Vec<String> {
+        [
+            "Order.OrderPlaced",
+            "Order.OrderConfirmed",
+            "Order.OrderCancelled",
+            "Order.OrderPaidAfterCancellation",
+            "Order.OrderStockReservedAfterCancellation",
+            "Inventory.StockReserved",
+            "Inventory.StockReservationRejected",
+            "Payment.PaymentCaptured",
+            "Payment.PaymentFailed",
+            "Payment.PaymentRefunded",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Sends one command caused by `event`. A domain rejection is an answer, not a failure
+    /// (e.g. the order moved on meanwhile): it is logged and the saga goes on.
+    async fn send<A>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        event: &StoredEvent,
+    ) -> Result<(), HandlerError>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+        A::Error: Send + Sync + 'static,
+    {
+        let metadata = EventMetadata::caused_by(ACTOR, event);
+        match self
+            .dispatcher
+            .execute::<A>(&id.to_string(), command, &metadata)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(DispatchError::Rejected(e)) => {
+                tracing::info!(aggregate = A::TYPE, %id, reason = %e, cause = %event.event_type, "saga command declined");
+                Ok(())
+            }
+            Err(e) => Err(Box::new(e)),
+        }
+    }
+
+    async fn release_lines(
+        &self,
+        order_id: Uuid,
+        products: impl IntoIterator<Item = Uuid>,
+        event: &StoredEvent,
+    ) -> Result<(), HandlerError> {
+        for product_id in products {
+            let command = InventoryCommand::ReleaseStock {
+                product_id,
+                order_id,
+                at: Utc::now(),
+            };
+            self.send::<Inventory>(product_id, command, event).await?;
+        }
+        Ok(())
+    }
+
+    /// Refunds whatever of `payment_id` is still captured (deterministic refund id per reason).
+    async fn refund_rest(
+        &self,
+        payment_id: Uuid,
+        reason: &str,
+        event: &StoredEvent,
+    ) -> Result<(), HandlerError> {
+        let (payment, _) = self
+            .dispatcher
+            .store()
+            .load::<Payment>(&payment_id.to_string())
+            .await?;
+        let (Some(amount), Some(refunded)) = (payment.amount(), payment.refunded()) else {
+            return Ok(());
+        };
+        let rest = amount.amount_minor - refunded.amount_minor;
+        if rest <= 0 {
+            return Ok(());
+        }
+        let refund_id = Uuid::new_v5(
+            &REFUND_NAMESPACE,
+            format!("{payment_id}:{reason}").as_bytes(),
+        );
+        let command = PaymentCommand::RefundPayment {
+            refund_id,
+            amount: Money::new(rest, amount.currency),
+            reason: reason.to_owned(),
+            at: Utc::now(),
+        };
+        self.send::<Payment>(payment_id, command, event).await
+    }
+
+    async fn on_order(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+        order_event: OrderEvent,
+    ) -> Result<(), HandlerError> {
+        match order_event {
+            OrderEvent::OrderPlaced {
+                order_id,
+                user_id,
+                lines,
+                ..
+            } => {
+                let line_json = serde_json::to_value(
+                    lines.iter().map(|l| serde_json::json!({"product_id": l.product_id, "quantity": l.quantity})).collect::<Vec<_>>(),
+                )?;
+                sqlx::query(
+                    "INSERT INTO process.order_fulfilment (order_id, user_id, lines) VALUES ($1, $2, $3) \
+                     ON CONFLICT (order_id) DO NOTHING",
+                )
+                .bind(order_id)
+                .bind(user_id)
+                .bind(line_json)
+                .execute(&mut *conn)
+                .await?;
+                let due = event.recorded_at + chrono::Duration::from_std(self.payment_timeout)?;
+                deadlines::schedule(
+                    conn,
+                    PAYMENT_TIMEOUT,
+                    order_id,
+                    due,
+                    &EventMetadata::caused_by(ACTOR, event),
+                )
+                .await?;
+                for line in &lines {
+                    let command = InventoryCommand::ReserveStock {
+                        product_id: line.product_id,
+                        order_id,
+                        quantity: line.quantity,
+                        at: Utc::now(),
+                    };
+                    self.send::<Inventory>(line.product_id, command, event)
+                        .await?;
+                }
+            }
+            OrderEvent::OrderConfirmed {
+                order_id, lines, ..
+            } => {
+                sqlx::query("UPDATE process.order_fulfilment SET confirmed = true, updated_at = now() WHERE order_id = $1")
+                    .bind(order_id)
+                    .execute(&mut *conn)
+                    .await?;
+                deadlines::cancel(conn, PAYMENT_TIMEOUT, order_id).await?;
+                for line in &lines {
+                    let command = InventoryCommand::CommitStock {
+                        product_id: line.product_id,
+                        order_id,
+                        at: Utc::now(),
+                    };
+                    self.send::<Inventory>(line.product_id, command, event)
+                        .await?;
+                }
+                self.send::<Order>(
+                    order_id,
+                    OrderCommand::MarkStockCommitted { at: Utc::now() },
+                    event,
+                )
+                .await?;
+            }
+            OrderEvent::OrderCancelled {
+                order_id,
+                was_paid,
+                lines,
+                ..
+            } => {
+                sqlx::query("UPDATE process.order_fulfilment SET cancelled = true, updated_at = now() WHERE order_id = $1")
+                    .bind(order_id)
+                    .execute(&mut *conn)
+                    .await?;
+                deadlines::cancel(conn, PAYMENT_TIMEOUT, order_id).await?;
+                // Releasing a line that holds nothing is a no-op, so release them all.
+                self.release_lines(order_id, products(&lines), event)
+                    .await?;
+                self.send::<Order>(
+                    order_id,
+                    OrderCommand::MarkStockReleased { at: Utc::now() },
+                    event,
+                )
+                .await?;
+                if let Some(payment_id) = was_paid {
+                    self.refund_rest(payment_id, "order cancelled", event)
+                        .await?;
+                }
+            }
+            OrderEvent::OrderPaidAfterCancellation { payment_id, .. } => {
+                self.refund_rest(payment_id, "order cancelled", event)
+                    .await?;
+            }
+            OrderEvent::OrderStockReservedAfterCancellation {
+                order_id, lines, ..
+            } => {
+                self.release_lines(order_id, products(&lines), event)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_inventory(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+        inventory_event: InventoryEvent,
+    ) -> Result<(), HandlerError> {
+        match inventory_event {
+            InventoryEvent::StockReserved {
+                product_id,
+                order_id,
+                ..
+            } => {
+                let Some(state) = saga_state(conn, order_id).await? else {
+                    return Ok(()); // Not an order this saga placed (e.g. a manual reservation).
+                };
+                if state.rejected || state.cancelled {
+                    // Too late: another line was short, or the order was cancelled meanwhile.
+                    return self.release_lines(order_id, [product_id], event).await;
+                }
+                let reserved: Vec<Uuid> = sqlx::query_scalar(
+                    "UPDATE process.order_fulfilment \
+                     SET reserved = CASE WHEN $2 = ANY(reserved) THEN reserved ELSE array_append(reserved, $2) END, \
+                         updated_at = now() \
+                     WHERE order_id = $1 RETURNING reserved",
+                )
+                .bind(order_id)
+                .bind(product_id)
+                .fetch_one(&mut *conn)
+                .await?;
+                if state.products.iter().all(|p| reserved.contains(p)) {
+                    self.send::<Order>(
+                        order_id,
+                        OrderCommand::MarkStockReserved { at: Utc::now() },
+                        event,
+                    )
+                    .await?;
+                }
+            }
+            InventoryEvent::StockReservationRejected { order_id, .. } => {
+                let Some(state) = saga_state(conn, order_id).await? else {
+                    return Ok(());
+                };
+                sqlx::query("UPDATE process.order_fulfilment SET rejected = true, updated_at = now() WHERE order_id = $1")
+                    .bind(order_id)
+                    .execute(&mut *conn)
+                    .await?;
+                // All or nothing: give back what the other lines hold.
+                self.release_lines(order_id, state.reserved, event).await?;
+                self.send::<Order>(
+                    order_id,
+                    OrderCommand::MarkStockRejected { at: Utc::now() },
+                    event,
+                )
+                .await?;
+                let cancel = OrderCommand::CancelOrder {
+                    reason: CancellationReason::OutOfStock,
+                    at: Utc::now(),
+                };
+                self.send::<Order>(order_id, cancel, event).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_payment(
+        &self,
+        event: &StoredEvent,
+        payment_event: PaymentEvent,
+    ) -> Result<(), HandlerError> {
+        match payment_event {
+            PaymentEvent::PaymentCaptured {
+                payment_id,
+                order_id,
+                amount,
+                ..
+            } => {
+                let command = OrderCommand::MarkPaid {
+                    payment_id,
+                    amount,
+                    at: Utc::now(),
+                };
+                self.send::<Order>(order_id, command, event).await
+            }
+            PaymentEvent::PaymentFailed {
+                payment_id,
+                order_id,
+                reason,
+                ..
+            } => {
+                let command = OrderCommand::MarkPaymentFailed {
+                    payment_id,
+                    reason,
+                    at: Utc::now(),
+                };
+                self.send::<Order>(order_id, command, event).await
+            }
+            PaymentEvent::PaymentRefunded {
+                payment_id,
+                order_id,
+                amount,
+                total_refunded,
+                ..
+            } => {
+                let command = OrderCommand::RecordRefund {
+                    payment_id,
+                    amount,
+                    total_refunded,
+                    at: Utc::now(),
+                };
+                self.send::<Order>(order_id, command, event).await
+            }
+        }
+    }
+}
+
+impl EventHandler for OrderFulfilmentProcess {
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), HandlerError> {
+        match event.aggregate_type.as_str() {
+            "Order" => self.on_order(conn, event, event.payload_as()?).await,
+            "Inventory" => self.on_inventory(conn, event, event.payload_as()?).await,
+            "Payment" => self.on_payment(event, event.payload_as()?).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+fn products(lines: &[OrderLineItem]) -> Vec<Uuid> {
+    lines.iter().map(|l| l.product_id).collect()
+}
+
+/// What the saga remembers of one order.
+struct SagaState {
+    products: Vec<Uuid>,
+    reserved: Vec<Uuid>,
+    rejected: bool,
+    cancelled: bool,
+}
+
+/// Locks and reads the saga row of `order_id` for the rest of the transaction.
+async fn saga_state(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<SagaState>, HandlerError> {
+    let row: Option<(serde_json::Value, Vec<Uuid>, bool, bool)> = sqlx::query_as(
+        "SELECT lines, reserved, rejected, cancelled FROM process.order_fulfilment WHERE order_id = $1 FOR UPDATE",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((lines, reserved, rejected, cancelled)) = row else {
+        return Ok(None);
+    };
+    let products = lines
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["product_id"].as_str().and_then(|s| s.parse().ok()))
+        .collect();
+    Ok(Some(SagaState {
+        products,
+        reserved,
+        rejected,
+        cancelled,
+    }))
+}
