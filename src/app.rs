@@ -5,10 +5,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use commerce_api::{HealthCheck, OpsState};
-use commerce_event_store::{db, BrokerConfig, Relay, RelayConfig};
+use commerce_commands::process::deadlines::DeadlineScheduler;
+use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
+use commerce_commands::Dispatcher;
+use commerce_event_store::{
+    db, BrokerConfig, ConsumerConfig, DurableConsumer, EventStore, Relay, RelayConfig,
+};
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -100,6 +106,20 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
             },
         );
         tasks.spawn(relay.run(shutdown.clone()));
+    }
+
+    if parts.process {
+        let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+        let saga = OrderFulfilmentProcess::new(dispatcher.clone(), settings.payment_timeout);
+        let config = ConsumerConfig::new(
+            OrderFulfilmentProcess::NAME,
+            OrderFulfilmentProcess::bindings(),
+        );
+        let consumer = DurableConsumer::new(pool.clone(), settings.broker.clone(), config, saga);
+        tasks.spawn(consumer.run(shutdown.clone()));
+        let deadlines =
+            DeadlineScheduler::new(pool.clone(), dispatcher, Duration::from_millis(500));
+        tasks.spawn(deadlines.run(shutdown.clone()));
     }
 
     let mut api_addr = None;

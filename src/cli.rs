@@ -66,6 +66,10 @@ pub struct GlobalArgs {
     #[arg(long, env = "AMQP_QUEUE_TYPE", global = true, default_value = "quorum")]
     pub queue_type: String,
 
+    /// Unpaid orders are cancelled after this long (e.g. `30m`, `90s`).
+    #[arg(long, env = "PAYMENT_TIMEOUT", global = true, default_value = "30m")]
+    pub payment_timeout: String,
+
     /// `text` or `json` (one JSON object per line).
     #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
     pub log_format: String,

@@ -31,6 +31,8 @@ pub struct Settings {
     pub max_db_connections: u32,
     /// How often the relay looks for new events when idle.
     pub relay_poll_interval: Duration,
+    /// Unpaid orders are cancelled after this long.
+    pub payment_timeout: Duration,
 }
 
 impl Settings {
@@ -55,6 +57,13 @@ impl Settings {
         {
             bail!("COMMERCE_NAMESPACE must be non-empty and use only letters, digits, '-', '_' and '.'");
         }
+        let payment_timeout =
+            humantime::parse_duration(&args.payment_timeout).with_context(|| {
+                format!(
+                    "PAYMENT_TIMEOUT {:?} is not a duration like 30m",
+                    args.payment_timeout
+                )
+            })?;
         let mut broker = BrokerConfig::new(args.amqp_url.clone(), namespace);
         broker.queue_type = queue_type;
         Ok(Self {
@@ -64,6 +73,7 @@ impl Settings {
             environment,
             max_db_connections: 20,
             relay_poll_interval: Duration::from_millis(10),
+            payment_timeout,
         })
     }
 }

@@ -38,6 +38,7 @@ async fn serve_is_ready_and_relays_appended_events(
         listen_addr: "127.0.0.1:0".into(),
         environment: None,
         queue_type: "classic".into(),
+        payment_timeout: "30m".into(),
         log_format: "text".into(),
     };
     let settings = Settings::from_args(&args, Environment::Dev).unwrap();
