@@ -122,9 +122,16 @@ pub(crate) async fn advance(
     to: Position,
     applied: i64,
 ) -> Result<(), sqlx::Error> {
+    // Passing the failed event (another instance applied it once its cause was fixed) clears the
+    // halt, so the status never shows a stale failure.
     sqlx::query(
         "UPDATE consumer_checkpoints SET transaction_id = $2, global_position = $3, \
-         applied = applied + $4, updated_at = now() WHERE name = $1",
+         applied = applied + $4, updated_at = now(), \
+         status = CASE WHEN status = 'FAILED' AND (failed_transaction_id, failed_position) <= ($2, $3) \
+                       THEN 'LIVE' ELSE status END, \
+         last_error = CASE WHEN status = 'FAILED' AND (failed_transaction_id, failed_position) <= ($2, $3) \
+                           THEN NULL ELSE last_error END \
+         WHERE name = $1",
     )
     .bind(name)
     .bind(to.transaction_id)

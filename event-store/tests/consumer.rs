@@ -64,13 +64,19 @@ impl EventHandler for Recorder {
     }
 }
 
+/// A running relay or consumer instance: how to stop it, and how to wait for it.
+type Task = (CancellationToken, JoinHandle<()>);
+
+/// A row of `consumer_skips`: consumer, transaction id, global position, event id, error.
+type SkipRow = (String, i64, i64, Option<Uuid>, Option<String>);
+
 /// One test's world: its database, its broker namespace, and the relay and consumers it runs.
 struct Scenario {
     pool: PgPool,
     broker: BrokerConfig,
     /// Parent of every task's token: cancelling it stops everything at the end of the test.
     shutdown: CancellationToken,
-    tasks: Mutex<Vec<Option<(CancellationToken, JoinHandle<()>)>>>,
+    tasks: Mutex<Vec<Option<Task>>>,
 }
 
 impl Scenario {
@@ -177,12 +183,12 @@ impl Scenario {
         .await;
     }
 
-    /// Waits until the relay has published everything the log holds now.
-    async fn wait_relayed(&self) {
-        let head = LogReader::new(self.pool.clone())
-            .head()
+    /// Waits until the relay has published the `n` events of the log.
+    async fn wait_relayed(&self, n: usize) {
+        let head = log(&self.pool, n)
             .await
-            .expect("head");
+            .last()
+            .map_or(Position::START, |e| e.position);
         support::eventually(WAIT, "the relay to publish the log", || async move {
             let cursor = relay_cursor(&self.pool, &self.broker.namespace)
                 .await
@@ -265,12 +271,24 @@ async fn assert_applied_once(pool: &PgPool, expected: &[&StoredEvent]) {
     assert_eq!(got, want, "the applied events are not the expected ones");
 }
 
-/// The whole visible log, in log order.
-async fn log(pool: &PgPool) -> Vec<StoredEvent> {
-    LogReader::new(pool.clone())
-        .read_after(Position::START, 10_000)
-        .await
-        .expect("read the log")
+/// The whole log, in log order, once its `n` events are visible to readers. The horizon is
+/// cluster-wide: a transaction of another test's database can hold it back for a moment, so an
+/// event committed a moment ago may not be readable yet.
+async fn log(pool: &PgPool, n: usize) -> Vec<StoredEvent> {
+    let reader = LogReader::new(pool.clone());
+    let events = support::eventually(WAIT, &format!("{n} events visible"), || {
+        let reader = reader.clone();
+        async move {
+            let events = reader
+                .read_after(Position::START, 10_000)
+                .await
+                .expect("read the log");
+            (events.len() >= n).then_some(events)
+        }
+    })
+    .await;
+    assert_eq!(events.len(), n, "more events than appended");
+    events
 }
 
 async fn poison(pool: &PgPool, aggregate_id: &str) {
@@ -296,8 +314,7 @@ async fn append_around_poison(pool: &PgPool) -> (Vec<StoredEvent>, usize) {
     support::append_many(pool, "Before", 10).await;
     support::append_raw(pool, "Thing", "poisoned", 1, "Happened").await;
     support::append_many(pool, "After", 10).await;
-    let events = log(pool).await;
-    assert_eq!(events.len(), 21, "the appends are visible");
+    let events = log(pool, 21).await;
     let at = events
         .iter()
         .position(|e| e.aggregate_id == "poisoned")
@@ -312,12 +329,11 @@ async fn a_new_consumer_catches_up_from_the_log_then_follows_its_queue(pool: PgP
         // The relay publishes these before the consumer's queue exists: the broker drops them, so
         // the consumer can only get them from the log.
         s.start_relay();
-        s.wait_relayed().await;
+        s.wait_relayed(40).await;
 
         s.start_consumer(fast_config(&["#"]));
         s.wait_applied(40).await;
-        let early = log(&s.pool).await;
-        assert_eq!(early.len(), 40);
+        let early = log(&s.pool, 40).await;
         assert_applied_once(&s.pool, &early.iter().collect::<Vec<_>>()).await;
         s.wait_status("the consumer to go LIVE", |st| {
             st.status == ConsumerState::Live
@@ -327,8 +343,7 @@ async fn a_new_consumer_catches_up_from_the_log_then_follows_its_queue(pool: PgP
         // Live now: these can only arrive through its queue.
         support::append_many(&s.pool, "Late", 30).await;
         s.wait_applied(70).await;
-        let all = log(&s.pool).await;
-        assert_eq!(all.len(), 70);
+        let all = log(&s.pool, 70).await;
         assert_applied_once(&s.pool, &all.iter().collect::<Vec<_>>()).await;
 
         let status = s.wait_live_at_head().await;
@@ -345,8 +360,7 @@ async fn redelivered_events_are_acknowledged_and_ignored(pool: PgPool) {
         let first = s.start_consumer(fast_config(&["#"]));
         support::append_many(&s.pool, "Thing", 20).await;
         s.wait_applied(20).await;
-        let events = log(&s.pool).await;
-        assert_eq!(events.len(), 20);
+        let events = log(&s.pool, 20).await;
 
         // Every event's message a second time, exactly as the relay sends it, while the consumer
         // runs; then a restart, which catches up from the log again and then reads the queue.
@@ -378,8 +392,7 @@ async fn redelivered_events_are_acknowledged_and_ignored(pool: PgPool) {
 
         // The queue is FIFO: once this one is applied, every duplicate before it was handled.
         support::append_raw(&s.pool, "Thing", "last", 1, "Happened").await;
-        let all = log(&s.pool).await;
-        assert_eq!(all.len(), 21);
+        let all = log(&s.pool, 21).await;
         let last = all.last().expect("events").event_id;
         support::eventually(WAIT, "the last event applied", || {
             let pool = s.pool.clone();
@@ -451,7 +464,7 @@ async fn a_failing_event_halts_the_consumer_as_failed_with_error_and_position(po
 
         // It never skips silently: later events, already in its queue or still coming, wait.
         support::append_many(&s.pool, "Later", 5).await;
-        s.wait_relayed().await;
+        s.wait_relayed(26).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_applied_once(&s.pool, &events[..at].iter().collect::<Vec<_>>()).await;
         let still = s.status().await;
@@ -479,7 +492,7 @@ async fn retry_resumes_a_failed_consumer_once_the_cause_is_fixed(pool: PgPool) {
             .expect("retry a FAILED consumer");
         s.wait_applied(21).await;
         let status = s.wait_live_at_head().await;
-        let all = log(&s.pool).await;
+        let all = log(&s.pool, 21).await;
         assert_applied_once(&s.pool, &all.iter().collect::<Vec<_>>()).await;
         assert_eq!(status.applied, 21);
         let skips: i64 = sqlx::query_scalar("SELECT count(*) FROM consumer_skips")
@@ -491,7 +504,7 @@ async fn retry_resumes_a_failed_consumer_once_the_cause_is_fixed(pool: PgPool) {
         // And it follows its queue again.
         support::append_raw(&s.pool, "Thing", "after-retry", 1, "Happened").await;
         s.wait_applied(22).await;
-        let all = log(&s.pool).await;
+        let all = log(&s.pool, 22).await;
         assert_applied_once(&s.pool, &all.iter().collect::<Vec<_>>()).await;
     })
     .await;
@@ -538,7 +551,7 @@ async fn skip_passes_over_the_failed_event_and_records_it(pool: PgPool) {
         assert_applied_once(&s.pool, &others).await;
         assert_eq!(status.applied, 20);
 
-        let skips: Vec<(String, i64, i64, Option<Uuid>, Option<String>)> = sqlx::query_as(
+        let skips: Vec<SkipRow> = sqlx::query_as(
             "SELECT consumer, transaction_id, global_position, event_id, error FROM consumer_skips",
         )
         .fetch_all(&s.pool)
@@ -577,9 +590,8 @@ async fn a_consumer_bound_to_some_events_still_reaches_the_head(pool: PgPool) {
             support::append_raw(&s.pool, "Alpha", "a", i, "Happened").await;
             support::append_raw(&s.pool, "Beta", "b", i, "Happened").await;
         }
-        let events = log(&s.pool).await;
-        let head = LogReader::new(s.pool.clone()).head().await.expect("head");
-        assert_eq!(events.last().map(|e| e.position), Some(head));
+        let events = log(&s.pool, 20).await;
+        let head = events.last().expect("events").position;
         assert_eq!(
             events.last().map(|e| e.aggregate_type.as_str()),
             Some("Beta")
@@ -591,7 +603,12 @@ async fn a_consumer_bound_to_some_events_still_reaches_the_head(pool: PgPool) {
             .await;
         assert_eq!(status.lag_events, 0);
         assert_eq!(status.status, ConsumerState::Live);
-        assert_eq!(status.applied, 10);
+        assert_eq!(
+            status.applied, 10,
+            "only the Alpha events reached the handler"
+        );
+        let log_head = LogReader::new(s.pool.clone()).head().await.expect("head");
+        assert_eq!(status.position, log_head);
         let alphas: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| e.aggregate_type == "Alpha")
@@ -614,8 +631,7 @@ async fn two_instances_of_one_consumer_apply_each_event_once(pool: PgPool) {
         support::append_many(&s.pool, "Thing", 100).await;
         s.wait_applied(150).await;
         s.wait_live_at_head().await;
-        let all = log(&s.pool).await;
-        assert_eq!(all.len(), 150);
+        let all = log(&s.pool, 150).await;
         assert_applied_once(&s.pool, &all.iter().collect::<Vec<_>>()).await;
 
         // One instance stops while events flow: if it was the active one, the other takes over
@@ -629,8 +645,7 @@ async fn two_instances_of_one_consumer_apply_each_event_once(pool: PgPool) {
         writer.await.expect("writer");
         s.wait_applied(190).await;
         let status = s.wait_live_at_head().await;
-        let all = log(&s.pool).await;
-        assert_eq!(all.len(), 190);
+        let all = log(&s.pool, 190).await;
         assert_applied_once(&s.pool, &all.iter().collect::<Vec<_>>()).await;
         assert_eq!(status.applied, 190);
     })
