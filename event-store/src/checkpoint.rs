@@ -67,8 +67,19 @@ pub struct ConsumerStatus {
     pub failed_position: Option<Position>,
     /// Events applied since it was created.
     pub applied: i64,
+    /// While a rebuild runs: events replayed so far and the log's size when it started.
+    pub rebuild: Option<RebuildProgress>,
     /// Last change of its row.
     pub updated_at: DateTime<Utc>,
+}
+
+/// How far a running rebuild got.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RebuildProgress {
+    /// Events replayed.
+    pub done: i64,
+    /// Events to replay.
+    pub total: i64,
 }
 
 /// An operator request that cannot be honoured.
@@ -308,23 +319,30 @@ pub async fn request_skip(pool: &PgPool, name: &str) -> Result<(), RepairError> 
     request(pool, name, "SKIP").await
 }
 
-type StatusRow = (
-    String,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    DateTime<Utc>,
-);
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    name: String,
+    transaction_id: i64,
+    global_position: i64,
+    status: String,
+    last_error: Option<String>,
+    failed_transaction_id: Option<i64>,
+    failed_position: Option<i64>,
+    applied: i64,
+    updated_at: DateTime<Utc>,
+    /// Set while a rebuild's heartbeat is fresh.
+    rebuilding: bool,
+    rebuild_applied: Option<i64>,
+    rebuild_total: Option<i64>,
+}
 
 /// Position, lag and health of every consumer, by name.
 pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, StoreError> {
     let rows: Vec<StatusRow> = sqlx::query_as(
         "SELECT name, transaction_id, global_position, status, last_error, \
-         failed_transaction_id, failed_position, applied, updated_at \
+         failed_transaction_id, failed_position, applied, updated_at, \
+         coalesce(rebuild_heartbeat_at > now() - interval '30 seconds', false) AS rebuilding, \
+         rebuild_applied, rebuild_total \
          FROM consumer_checkpoints ORDER BY name",
     )
     .fetch_all(pool)
@@ -333,22 +351,38 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
     let head = log.head().await?;
     let now = Utc::now();
     let mut out = Vec::with_capacity(rows.len());
-    for (name, tx, pos, status, last_error, ftx, fpos, applied, updated_at) in rows {
-        let position = Position::new(tx, pos);
+    for row in rows {
+        let position = Position::new(row.transaction_id, row.global_position);
         let (lag_events, oldest) = log.backlog(position).await?;
         let lag_seconds =
             oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        let mut status = ConsumerState::parse(&row.status);
+        let rebuild = if row.rebuilding {
+            if status != ConsumerState::Failed {
+                status = ConsumerState::Rebuilding;
+            }
+            Some(RebuildProgress {
+                done: row.rebuild_applied.unwrap_or(0),
+                total: row.rebuild_total.unwrap_or(0),
+            })
+        } else {
+            None
+        };
         out.push(ConsumerStatus {
-            name,
-            status: ConsumerState::parse(&status),
+            name: row.name,
+            status,
             position,
             head,
             lag_events,
             lag_seconds,
-            last_error,
-            failed_position: ftx.zip(fpos).map(|(t, p)| Position::new(t, p)),
-            applied,
-            updated_at,
+            last_error: row.last_error,
+            failed_position: row
+                .failed_transaction_id
+                .zip(row.failed_position)
+                .map(|(t, p)| Position::new(t, p)),
+            applied: row.applied,
+            updated_at: row.updated_at,
+            rebuild,
         });
     }
     Ok(out)

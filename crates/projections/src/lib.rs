@@ -1,1 +1,22 @@
-//! placeholder
+//! The read side: projection workers, their read models and the queries the API calls.
+//!
+//! Every projection owns one Postgres schema named after it (tables defined in `migrations/`),
+//! is fed by its own durable consumer (queue `<ns>.<name>`, catch-up from the log first), and
+//! applies events with unqualified table names under a `search_path` set per transaction. That is
+//! what lets a rebuild replay the log into a shadow copy of the schema and swap it in atomically.
+//!
+//! # Layout
+//! - [`projection`]: the [`Projection`] trait and the consumer handler that runs one.
+//! - [`rebuild`]: replay into a shadow schema, verify, swap (guarantee 6).
+//! - [`wait`]: read-your-writes: wait until projections have passed a position (guarantee 7).
+//! - [`page`]: pagination of list queries.
+//! - [`users`]: users (profile, roles, active flag).
+
+pub mod page;
+pub mod projection;
+pub mod rebuild;
+pub mod users;
+pub mod wait;
+
+pub use page::Page;
+pub use projection::{Projection, ProjectionHandler};

@@ -1,0 +1,65 @@
+//! What a projection is, and how a durable consumer runs one.
+
+use std::future::Future;
+
+use commerce_event_store::{
+    BrokerConfig, ConsumerConfig, DurableConsumer, EventHandler, HandlerError, StoredEvent,
+};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+/// A read model built from the log.
+pub trait Projection: Send + Sync + 'static {
+    /// Module, schema, queue and checkpoint name (`catalog`, `orders`, ...).
+    const NAME: &'static str;
+
+    /// The routing keys (`<AggregateType>.<EventType>` patterns) it applies.
+    fn bindings() -> Vec<String>;
+
+    /// Applies one event. Tables are named without their schema: the caller has pointed the
+    /// `search_path` at the live schema, or at the shadow schema of a rebuild. Timestamps come
+    /// from the event (`recorded_at`, or times inside the payload), never from the clock, so a
+    /// rebuild reproduces the rows exactly.
+    fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Points the current transaction's `search_path` at `schema`.
+pub(crate) async fn use_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('search_path', $1, true)")
+        .bind(format!("\"{schema}\", public"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Runs a [`Projection`] as a durable consumer's handler against its live schema.
+#[derive(Debug)]
+pub struct ProjectionHandler<P>(pub P);
+
+impl<P: Projection> EventHandler for ProjectionHandler<P> {
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), HandlerError> {
+        use_schema(conn, P::NAME).await?;
+        self.0.apply(conn, event).await
+    }
+}
+
+/// Runs projection `projection` until `shutdown`: catch up from the log, then follow its queue.
+pub async fn run<P: Projection>(
+    pool: PgPool,
+    broker: BrokerConfig,
+    projection: P,
+    shutdown: CancellationToken,
+) {
+    let config = ConsumerConfig::new(P::NAME, P::bindings());
+    DurableConsumer::new(pool, broker, config, ProjectionHandler(projection))
+        .run(shutdown)
+        .await;
+}

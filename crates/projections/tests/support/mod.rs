@@ -1,0 +1,183 @@
+//! A real pipeline for projection tests: commands → log → relay → RabbitMQ → projection.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::{Duration, Instant};
+
+use commerce_commands::Dispatcher;
+use commerce_event_store::{
+    checkpoint, BrokerConfig, EventMetadata, EventStore, LogReader, Position, QueueType, Relay,
+    RelayConfig,
+};
+use commerce_projections::rebuild::{self, Finish};
+use commerce_projections::{projection, Projection};
+use cqrs_es::Aggregate;
+use lapin::options::BasicPublishOptions;
+use lapin::BasicProperties;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct Harness {
+    pub pool: PgPool,
+    pub broker: BrokerConfig,
+    pub dispatcher: Dispatcher,
+    stop: CancellationToken,
+    relay: Option<JoinHandle<()>>,
+    projections: Vec<(String, CancellationToken, JoinHandle<()>)>,
+}
+
+impl Harness {
+    pub fn start(pool: PgPool) -> Self {
+        let mut broker = BrokerConfig::new(
+            std::env::var("AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            format!("test-{}", Uuid::new_v4().simple()),
+        );
+        broker.queue_type = QueueType::Classic;
+        let stop = CancellationToken::new();
+        let relay = tokio::spawn(
+            Relay::new(pool.clone(), broker.clone(), RelayConfig::default()).run(stop.clone()),
+        );
+        let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+        Self {
+            pool,
+            broker,
+            dispatcher,
+            stop,
+            relay: Some(relay),
+            projections: Vec::new(),
+        }
+    }
+
+    /// Starts projection `p` as a live consumer.
+    pub fn run<P: Projection>(&mut self, p: P) {
+        let token = CancellationToken::new();
+        let task = tokio::spawn(projection::run(
+            self.pool.clone(),
+            self.broker.clone(),
+            p,
+            token.clone(),
+        ));
+        self.projections.push((P::NAME.to_owned(), token, task));
+    }
+
+    /// Stops projection `name` (its queue stays).
+    pub async fn stop_projection(&mut self, name: &str) {
+        if let Some(i) = self.projections.iter().position(|(n, ..)| n == name) {
+            let (_, token, task) = self.projections.remove(i);
+            token.cancel();
+            task.await.unwrap();
+        }
+    }
+
+    /// Runs `command` against aggregate `A` and returns the position written.
+    pub async fn exec<A>(&self, id: impl ToString, command: A::Command) -> Option<Position>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+        A::Error: std::fmt::Debug,
+    {
+        let meta = EventMetadata::new("test", Uuid::new_v4().to_string());
+        self.dispatcher
+            .execute::<A>(&id.to_string(), command, &meta)
+            .await
+            .unwrap()
+            .position
+    }
+
+    /// Waits until projection `name` has applied everything in the log.
+    pub async fn caught_up(&self, name: &str) {
+        let log = LogReader::new(self.pool.clone());
+        assert!(log.settle(Duration::from_secs(10)).await.unwrap());
+        let head = log.head().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !checkpoint::has_reached(&self.pool, name, head)
+            .await
+            .unwrap()
+        {
+            if Instant::now() > deadline {
+                let status = checkpoint::consumer_statuses(&self.pool).await.unwrap();
+                panic!("{name} never reached {head}: {status:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Replays the log into a shadow schema and asserts it equals the live read model.
+    pub async fn assert_replay_matches<P: Projection>(&self, p: &P) {
+        self.caught_up(P::NAME).await;
+        let report = rebuild::rebuild(&self.pool, p, Finish::Verify, |_| {}).await;
+        assert!(report.is_ok(), "replay differs from live: {report:?}");
+    }
+
+    /// Publishes every event of the log again, as a relay fail-over would.
+    pub async fn republish_everything(&self) {
+        let events = LogReader::new(self.pool.clone())
+            .read_after(Position::START, 100_000)
+            .await
+            .unwrap();
+        let conn = self.broker.connect("test-republish").await.unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        for e in &events {
+            channel
+                .basic_publish(
+                    self.broker.exchange().into(),
+                    e.routing_key().into(),
+                    BasicPublishOptions::default(),
+                    &serde_json::to_vec(e).unwrap(),
+                    BasicProperties::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let _ = conn.close(200, "done".into()).await;
+    }
+
+    /// Every row of every table of schema `name`, as JSON text, sorted: a comparable dump.
+    pub async fn dump(&self, schema: &str) -> Vec<String> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+        )
+        .bind(schema)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        let mut rows = Vec::new();
+        for t in tables {
+            let mut r: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT '{t}:' || to_jsonb(x)::text FROM \"{schema}\".\"{t}\" x"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .unwrap();
+            rows.append(&mut r);
+        }
+        rows.sort();
+        rows
+    }
+
+    pub async fn shutdown(mut self) {
+        let names: Vec<String> = self.projections.iter().map(|(n, ..)| n.clone()).collect();
+        for name in &names {
+            self.stop_projection(name).await;
+        }
+        self.stop.cancel();
+        if let Some(relay) = self.relay.take() {
+            relay.await.unwrap();
+        }
+        if let Ok(conn) = self.broker.connect("test-cleanup").await {
+            if let Ok(ch) = conn.create_channel().await {
+                for name in &names {
+                    let _ = ch
+                        .queue_delete(self.broker.queue(name).into(), Default::default())
+                        .await;
+                }
+                let _ = ch
+                    .exchange_delete(self.broker.exchange().into(), Default::default())
+                    .await;
+            }
+            let _ = conn.close(200, "bye".into()).await;
+        }
+    }
+}
