@@ -11,10 +11,24 @@
 //! - [`wait`]: read-your-writes: wait until projections have passed a position (guarantee 7).
 //! - [`page`]: pagination of list queries.
 //! - [`users`]: users (profile, roles, active flag).
+//! - [`catalog`]: products with category, stock and rating; search, filters, sorting.
+//! - [`categories`]: categories with product counts.
+//! - [`inventory`]: stock levels and movement history.
+//! - [`carts`]: shopping carts.
+//! - [`orders`]: orders with items and statuses.
+//! - [`payments`]: payments and saved payment methods.
+//! - [`reviews`]: product reviews.
 
+pub mod carts;
+pub mod catalog;
+pub mod categories;
+pub mod inventory;
+pub mod orders;
 pub mod page;
+pub mod payments;
 pub mod projection;
 pub mod rebuild;
+pub mod reviews;
 pub mod users;
 pub mod wait;
 
