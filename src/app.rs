@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use commerce_api::{HealthCheck, OpsState};
 use commerce_commands::process::deadlines::DeadlineScheduler;
+use commerce_commands::process::notifications::{NotificationSender, NotificationsProcess};
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
 use commerce_commands::Dispatcher;
 use commerce_event_store::{
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 
 /// Which parts to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parts {
     /// The HTTP API.
     pub api: bool,
@@ -33,6 +34,8 @@ pub struct Parts {
     pub projections: bool,
     /// Process managers.
     pub process: bool,
+    /// Run only this projection (`project --only NAME`).
+    pub only: Option<String>,
 }
 
 impl Parts {
@@ -42,6 +45,7 @@ impl Parts {
         relay: true,
         projections: true,
         process: true,
+        only: None,
     };
     /// Nothing; combine with struct update syntax.
     pub const NONE: Self = Self {
@@ -49,6 +53,7 @@ impl Parts {
         relay: false,
         projections: false,
         process: false,
+        only: None,
     };
 }
 
@@ -90,6 +95,8 @@ impl RunningApp {
 ///
 /// Fails fast, naming the dependency and its address, when Postgres or RabbitMQ is unreachable.
 pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningApp> {
+    // Installed before anything records a metric.
+    let metrics = crate::telemetry::metrics_handle();
     let pool = db::prepare(&settings.database_url, settings.max_db_connections).await?;
     check_broker(&settings.broker).await?;
 
@@ -108,6 +115,16 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         tasks.spawn(relay.run(shutdown.clone()));
     }
 
+    if parts.projections {
+        commerce_projections::registry::spawn(
+            &mut tasks,
+            &pool,
+            &settings.broker,
+            parts.only.as_deref(),
+            &shutdown,
+        )?;
+    }
+
     if parts.process {
         let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
         let saga = OrderFulfilmentProcess::new(dispatcher.clone(), settings.payment_timeout);
@@ -120,6 +137,17 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         let deadlines =
             DeadlineScheduler::new(pool.clone(), dispatcher, Duration::from_millis(500));
         tasks.spawn(deadlines.run(shutdown.clone()));
+
+        let notifications = NotificationsProcess::new(settings.smtp_url.is_some());
+        let config =
+            ConsumerConfig::new(NotificationsProcess::NAME, NotificationsProcess::bindings());
+        let consumer =
+            DurableConsumer::new(pool.clone(), settings.broker.clone(), config, notifications);
+        tasks.spawn(consumer.run(shutdown.clone()));
+        if let Some(url) = &settings.smtp_url {
+            let sender = NotificationSender::new(pool.clone(), url, &settings.smtp_from)?;
+            tasks.spawn(sender.run(shutdown.clone()));
+        }
     }
 
     let mut api_addr = None;
@@ -135,7 +163,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
                 Box::new(MigrationsCheck(pool.clone())),
                 Box::new(BrokerCheck(settings.broker.clone())),
             ]),
-            metrics: crate::telemetry::metrics_handle(),
+            metrics: metrics.clone(),
         };
         let router = commerce_api::routes::router(ops);
         let token = shutdown.clone();

@@ -70,6 +70,20 @@ pub struct GlobalArgs {
     #[arg(long, env = "PAYMENT_TIMEOUT", global = true, default_value = "30m")]
     pub payment_timeout: String,
 
+    /// SMTP server for email notifications (`smtp://[user[:password]@]host[:port]`); without it
+    /// notifications are in-app only.
+    #[arg(long, env = "SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender address of email notifications.
+    #[arg(
+        long,
+        env = "SMTP_FROM",
+        global = true,
+        default_value = "shop@localhost"
+    )]
+    pub smtp_from: String,
+
     /// `text` or `json` (one JSON object per line).
     #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
     pub log_format: String,
@@ -94,6 +108,19 @@ pub enum Command {
     Process,
     /// Create the database if needed, apply migrations, exit.
     Migrate,
+    /// Rebuild read models from the log into fresh tables, then switch over atomically; reads
+    /// are served from the old tables meanwhile.
+    Replay {
+        /// The projection to rebuild.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long)]
+        all: bool,
+        /// Only compare the replayed model with the live one; change nothing.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Read the event log.
     Events {
         /// What to read.

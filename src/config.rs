@@ -33,6 +33,10 @@ pub struct Settings {
     pub relay_poll_interval: Duration,
     /// Unpaid orders are cancelled after this long.
     pub payment_timeout: Duration,
+    /// SMTP server of email notifications (may hold a password: never log it).
+    pub smtp_url: Option<String>,
+    /// Sender address of email notifications.
+    pub smtp_from: String,
 }
 
 impl Settings {
@@ -74,6 +78,8 @@ impl Settings {
             max_db_connections: 20,
             relay_poll_interval: Duration::from_millis(10),
             payment_timeout,
+            smtp_url: args.smtp_url.clone().filter(|u| !u.trim().is_empty()),
+            smtp_from: args.smtp_from.clone(),
         })
     }
 }

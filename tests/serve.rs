@@ -39,6 +39,8 @@ async fn serve_is_ready_and_relays_appended_events(
         environment: None,
         queue_type: "classic".into(),
         payment_timeout: "30m".into(),
+        smtp_url: None,
+        smtp_from: "shop@localhost".into(),
         log_format: "text".into(),
     };
     let settings = Settings::from_args(&args, Environment::Dev).unwrap();
@@ -72,9 +74,17 @@ async fn serve_is_ready_and_relays_appended_events(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (status, metrics) = get(addr, "/metrics").await;
-    assert_eq!(status, 200);
-    assert!(metrics.contains("relay_published_total"), "{metrics}");
+    // The counter moves just after the cursor is saved.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, metrics) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        if metrics.contains("relay_published_total") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     running.stop().await;
     if let Ok(conn) = settings.broker.connect("test-cleanup").await {

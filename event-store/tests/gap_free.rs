@@ -95,6 +95,11 @@ async fn concurrent_writers_never_hide_an_event_from_the_cursor_reader(
             let mut seen = Vec::new();
             loop {
                 let finished = done.load(Ordering::SeqCst);
+                if finished {
+                    // Transactions of other tests on this server may hold the horizon back: wait
+                    // until everything committed so far is visible before the last reads.
+                    assert!(log.settle(Duration::from_secs(30)).await.unwrap());
+                }
                 let batch = log.read_after(cursor, 50).await.unwrap();
                 if batch.is_empty() && finished {
                     return seen;

@@ -3,6 +3,7 @@
 mod events;
 mod migrate;
 mod projections;
+mod replay;
 mod run;
 
 use crate::cli::{Cli, Command};
@@ -37,16 +38,15 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Project { only: _ } => {
-            run::run(
-                &settings,
-                Parts {
-                    projections: true,
-                    ..Parts::NONE
-                },
-            )
-            .await
+        Command::Project { only } => {
+            let parts = Parts {
+                projections: true,
+                only,
+                ..Parts::NONE
+            };
+            run::run(&settings, parts).await
         }
+        Command::Replay { name, all, verify } => replay::run(&settings, name, all, verify).await,
         Command::Process => {
             run::run(
                 &settings,

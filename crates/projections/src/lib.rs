@@ -10,6 +10,7 @@
 //! - [`rebuild`]: replay into a shadow schema, verify, swap (guarantee 6).
 //! - [`wait`]: read-your-writes: wait until projections have passed a position (guarantee 7).
 //! - [`page`]: pagination of list queries.
+//! - [`registry`]: every projection by name, to run or rebuild.
 //! - [`users`]: users (profile, roles, active flag).
 //! - [`catalog`]: products with category, stock and rating; search, filters, sorting.
 //! - [`categories`]: categories with product counts.
@@ -28,6 +29,7 @@ pub mod page;
 pub mod payments;
 pub mod projection;
 pub mod rebuild;
+pub mod registry;
 pub mod reviews;
 pub mod users;
 pub mod wait;

@@ -110,7 +110,10 @@ async fn a_rebuild_reproduces_the_live_model_and_swaps_in_while_serving(pool: Pg
     let report = rebuild::rebuild(&pool, &UsersProjection, Finish::Swap, |p| seen.push(p))
         .await
         .unwrap();
-    assert_eq!(report.applied, 5, "2 registrations, a profile update, a role grant, a deactivation");
+    assert_eq!(
+        report.applied, 5,
+        "2 registrations, a profile update, a role grant, a deactivation"
+    );
     assert!(
         seen.last().is_some_and(|p| p.percent() >= 100.0),
         "progress reaches 100%"

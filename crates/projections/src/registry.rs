@@ -1,0 +1,99 @@
+//! Every projection by name: what `serve`/`project` run and what `replay` rebuilds.
+
+use commerce_event_store::BrokerConfig;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::rebuild::{self, Finish, Progress, RebuildError, Report};
+use crate::users::UsersProjection;
+use crate::{projection, Projection};
+
+/// A name that is not a projection.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown projection {name:?}; known: {known}")]
+pub struct UnknownProjection {
+    name: String,
+    known: String,
+}
+
+/// Calls `$body` with `$p` bound to the projection value named `$name`, or evaluates `$unknown`.
+macro_rules! with_projection {
+    ($name:expr, |$p:ident| $body:expr, $unknown:expr) => {
+        match $name {
+            UsersProjection::NAME => {
+                let $p = UsersProjection;
+                $body
+            }
+            _ => $unknown,
+        }
+    };
+}
+
+/// Every projection's name, in rebuild order.
+pub const NAMES: &[&str] = &[UsersProjection::NAME];
+
+fn unknown(name: &str) -> UnknownProjection {
+    UnknownProjection {
+        name: name.to_owned(),
+        known: NAMES.join(", "),
+    }
+}
+
+/// Checks that `name` is a projection.
+pub fn validate(name: &str) -> Result<(), UnknownProjection> {
+    if NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(unknown(name))
+    }
+}
+
+/// Spawns the live consumer of every projection (or only `only`) into `tasks`.
+pub fn spawn(
+    tasks: &mut JoinSet<()>,
+    pool: &PgPool,
+    broker: &BrokerConfig,
+    only: Option<&str>,
+    shutdown: &CancellationToken,
+) -> Result<(), UnknownProjection> {
+    if let Some(name) = only {
+        validate(name)?;
+    }
+    for name in NAMES.iter().filter(|n| only.is_none_or(|o| o == **n)) {
+        let (pool, broker, token) = (pool.clone(), broker.clone(), shutdown.clone());
+        with_projection!(
+            *name,
+            |p| {
+                tasks.spawn(projection::run(pool, broker, p, token));
+            },
+            return Err(unknown(name))
+        );
+    }
+    Ok(())
+}
+
+/// Rebuilds (or verifies) projection `name` from the log.
+pub async fn rebuild(
+    name: &str,
+    pool: &PgPool,
+    finish: Finish,
+    on_progress: impl FnMut(Progress) + Send,
+) -> Result<Report, RebuildByNameError> {
+    with_projection!(
+        name,
+        |p| Ok(rebuild::rebuild(pool, &p, finish, on_progress).await?),
+        Err(unknown(name).into())
+    )
+}
+
+/// Why a rebuild by name failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildByNameError {
+    /// Not a projection.
+    #[error(transparent)]
+    Unknown(#[from] UnknownProjection),
+    /// The rebuild failed.
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+}
