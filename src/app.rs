@@ -150,6 +150,14 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         }
     }
 
+    if parts.api {
+        tasks.spawn(export_consumer_metrics(
+            pool.clone(),
+            settings.broker.namespace.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     let mut api_addr = None;
     if parts.api {
         let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
@@ -182,6 +190,42 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         shutdown,
         tasks,
     })
+}
+
+/// Publishes every consumer's position, lag and state, and the relay's lag, as Prometheus gauges
+/// (the same numbers as `projections status`), every few seconds.
+async fn export_consumer_metrics(pool: PgPool, namespace: String, shutdown: CancellationToken) {
+    use commerce_event_store::{checkpoint, relay, LogReader};
+    loop {
+        match checkpoint::consumer_statuses(&pool).await {
+            Ok(statuses) => {
+                for s in statuses {
+                    let name = s.name.clone();
+                    metrics::gauge!("consumer_lag_events", "consumer" => name.clone())
+                        .set(s.lag_events as f64);
+                    metrics::gauge!("consumer_lag_seconds", "consumer" => name.clone())
+                        .set(s.lag_seconds);
+                    metrics::gauge!("consumer_position", "consumer" => name.clone())
+                        .set(s.position.global_position as f64);
+                    for state in ["CATCHING_UP", "LIVE", "REBUILDING", "FAILED"] {
+                        let value = if s.status.as_str() == state { 1.0 } else { 0.0 };
+                        metrics::gauge!("consumer_state", "consumer" => name.clone(), "state" => state).set(value);
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "consumer metrics not refreshed"),
+        }
+        if let Ok(Some((position, _))) = relay::relay_cursor(&pool, &namespace).await {
+            if let Ok((lag, _)) = LogReader::new(pool.clone()).backlog(position).await {
+                metrics::gauge!("relay_lag_events").set(lag as f64);
+            }
+        }
+        if !commerce_event_store::backoff::sleep_or_shutdown(Duration::from_secs(5), &shutdown)
+            .await
+        {
+            return;
+        }
+    }
 }
 
 async fn check_broker(broker: &BrokerConfig) -> anyhow::Result<()> {
