@@ -5,7 +5,14 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::carts::CartsProjection;
+use crate::catalog::CatalogProjection;
+use crate::categories::CategoriesProjection;
+use crate::inventory::InventoryProjection;
+use crate::orders::OrdersProjection;
+use crate::payments::PaymentsProjection;
 use crate::rebuild::{self, Finish, Progress, RebuildError, Report};
+use crate::reviews::ReviewsProjection;
 use crate::users::UsersProjection;
 use crate::{projection, Projection};
 
@@ -25,13 +32,50 @@ macro_rules! with_projection {
                 let $p = UsersProjection;
                 $body
             }
+            CatalogProjection::NAME => {
+                let $p = CatalogProjection;
+                $body
+            }
+            CategoriesProjection::NAME => {
+                let $p = CategoriesProjection;
+                $body
+            }
+            InventoryProjection::NAME => {
+                let $p = InventoryProjection;
+                $body
+            }
+            CartsProjection::NAME => {
+                let $p = CartsProjection;
+                $body
+            }
+            OrdersProjection::NAME => {
+                let $p = OrdersProjection;
+                $body
+            }
+            PaymentsProjection::NAME => {
+                let $p = PaymentsProjection;
+                $body
+            }
+            ReviewsProjection::NAME => {
+                let $p = ReviewsProjection;
+                $body
+            }
             _ => $unknown,
         }
     };
 }
 
 /// Every projection's name, in rebuild order.
-pub const NAMES: &[&str] = &[UsersProjection::NAME];
+pub const NAMES: &[&str] = &[
+    UsersProjection::NAME,
+    CatalogProjection::NAME,
+    CategoriesProjection::NAME,
+    InventoryProjection::NAME,
+    CartsProjection::NAME,
+    OrdersProjection::NAME,
+    PaymentsProjection::NAME,
+    ReviewsProjection::NAME,
+];
 
 fn unknown(name: &str) -> UnknownProjection {
     UnknownProjection {
