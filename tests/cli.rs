@@ -191,3 +191,52 @@ async fn migrate_creates_a_missing_database_and_the_log_commands_read_it() {
     );
     drop_database(&name).await;
 }
+
+#[tokio::test]
+async fn replay_rebuilds_every_read_model_and_refuses_unknown_names() {
+    let (url, name) = fresh_database();
+    let all = run(commerce()
+        .args(["replay", "--all"])
+        .env("DATABASE_URL", &url))
+    .await;
+    let stdout = text(&all.stdout);
+    assert!(all.status.success(), "{}", text(&all.stderr));
+    for projection in [
+        "users",
+        "catalog",
+        "categories",
+        "inventory",
+        "carts",
+        "orders",
+        "payments",
+        "reviews",
+    ] {
+        assert!(
+            stdout.contains(&format!("{projection}: rebuilt from 0 events")),
+            "{stdout}"
+        );
+    }
+    assert!(text(&all.stderr).contains("100.0%"), "progress is shown");
+
+    let verify = run(commerce()
+        .args(["replay", "orders", "--verify"])
+        .env("DATABASE_URL", &url))
+    .await;
+    assert!(
+        text(&verify.stdout).contains("orders: verified against 0 events"),
+        "{}",
+        text(&verify.stdout)
+    );
+
+    let unknown = run(commerce()
+        .args(["replay", "nope"])
+        .env("DATABASE_URL", &url))
+    .await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("unknown projection \"nope\""),
+        "{}",
+        text(&unknown.stderr)
+    );
+    drop_database(&name).await;
+}
