@@ -5,6 +5,11 @@
 //! new state (bounded, with jitter), where the domain may now reject it. Commands to one aggregate
 //! from this process are also queued behind a striped lock, so a hot aggregate (a popular
 //! product's inventory) costs retries only across processes.
+//!
+//! Snapshots: after a successful append the dispatcher holds the aggregate exactly at the new
+//! version (the `EventSink` applied the new events to it; `handle` changes state only through the
+//! sink), so it saves that state when the store's policy says one is due. A failed snapshot write
+//! is only logged: events are the truth, and the next load simply folds more of them.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -109,11 +114,17 @@ impl Dispatcher {
                 .await
             {
                 Ok(appended) => {
+                    if let Some(new) =
+                        appended.filter(|a| self.store.snapshot_due(version, a.version))
+                    {
+                        self.save_snapshot(aggregate_id, new.version, &aggregate)
+                            .await;
+                    }
                     return Ok(Executed {
                         aggregate_id: aggregate_id.to_owned(),
                         version: appended.map_or(version, |a| a.version),
                         position: appended.map(|a| a.position),
-                    })
+                    });
                 }
                 Err(StoreError::Conflict { .. }) if attempt < self.max_attempts => {
                     tracing::debug!(
@@ -131,6 +142,23 @@ impl Dispatcher {
                 }
                 Err(other) => return Err(other.into()),
             }
+        }
+    }
+
+    /// Saves `aggregate` as the state at `version`; a failure never fails the command.
+    async fn save_snapshot<A: Aggregate>(&self, aggregate_id: &str, version: i64, aggregate: &A) {
+        if let Err(error) = self
+            .store
+            .save_snapshot(aggregate_id, version, aggregate)
+            .await
+        {
+            tracing::warn!(
+                aggregate = A::TYPE,
+                aggregate_id,
+                version,
+                %error,
+                "snapshot not saved; loads fold more events until the next one"
+            );
         }
     }
 

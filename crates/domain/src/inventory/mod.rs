@@ -7,6 +7,7 @@
 mod command;
 mod error;
 mod event;
+mod settled;
 #[cfg(test)]
 mod tests;
 
@@ -23,14 +24,7 @@ pub use error::InventoryError;
 pub use event::InventoryEvent;
 
 use crate::validate::char_len;
-
-/// How an order's reservation ended; remembered so redelivered saga commands emit nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Settled {
-    Rejected,
-    Released,
-    Committed,
-}
+use settled::Settled;
 
 /// One product's stock, folded from its events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +33,8 @@ pub struct Inventory {
     available: i64,
     reserved: i64,
     reservations: BTreeMap<Uuid, u32>,
+    /// Every order ever settled here; nearly all of a long stream's snapshot, hence compact.
+    #[serde(with = "settled")]
     settled: BTreeMap<Uuid, Settled>,
 }
 

@@ -375,6 +375,108 @@ proptest! {
         for event in history {
             replayed.apply(event);
         }
-        prop_assert_eq!(replayed, inventory);
+        prop_assert_eq!(&replayed, &inventory);
+        // A snapshot of the state reads back as the same state.
+        let snapshot = serde_json::to_string(&inventory).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Inventory>(&snapshot).unwrap(), inventory);
+    }
+}
+
+fn settled_every_way() -> Vec<InventoryEvent> {
+    let mut events = vec![
+        adjusted(10),
+        reserved(order(1), 2, 8, 2),
+        reserved(order(2), 3, 5, 5),
+    ];
+    events.push(InventoryEvent::StockReservationRejected {
+        product_id: product(),
+        order_id: order(3),
+        requested: 50,
+        available: 5,
+        at: at(),
+    });
+    events.push(InventoryEvent::StockReleased {
+        product_id: product(),
+        order_id: order(1),
+        quantity: 2,
+        available_after: 7,
+        reserved_after: 3,
+        at: at(),
+    });
+    events.push(InventoryEvent::StockCommitted {
+        product_id: product(),
+        order_id: order(2),
+        quantity: 3,
+        reserved_after: 0,
+        at: at(),
+    });
+    events
+}
+
+#[test]
+fn settled_orders_are_snapshotted_as_one_compact_string_per_outcome() {
+    let mut inventory = Inventory::default();
+    for event in settled_every_way() {
+        inventory.apply(event);
+    }
+    let snapshot = serde_json::to_value(&inventory).unwrap();
+    assert_eq!(
+        snapshot["settled"],
+        serde_json::json!({
+            "orders": "AAAAAAAAAAAAAAAAAAAAAB\
+                       AAAAAAAAAAAAAAAAAAAAAC\
+                       AAAAAAAAAAAAAAAAAAAAAD",
+            "outcomes": "rcx",
+        })
+    );
+    let restored: Inventory = serde_json::from_value(snapshot).unwrap();
+    assert_eq!(restored, inventory);
+
+    // Redelivered saga commands stay no-ops on the restored state.
+    for command in [reserve(order(1), 1), reserve(order(3), 1), commit(order(2))] {
+        let decided = restored.decide(command).unwrap();
+        assert!(decided.is_empty(), "{decided:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_settled_order_id_survives_a_snapshot(
+        ids in proptest::collection::vec(any::<u128>(), 0..20)
+    ) {
+        let mut inventory = Inventory::default();
+        for id in ids.iter().copied().chain([0, u128::MAX]) {
+            inventory.apply(InventoryEvent::StockReservationRejected {
+                product_id: product(),
+                order_id: order(id),
+                requested: 1,
+                available: 0,
+                at: at(),
+            });
+        }
+        let snapshot = serde_json::to_string(&inventory).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Inventory>(&snapshot).unwrap(), inventory);
+    }
+}
+
+#[test]
+fn a_malformed_settled_list_does_not_deserialise() {
+    let one = "AAAAAAAAAAAAAAAAAAAAAH";
+    let two = "AAAAAAAAAAAAAAAAAAAAAI";
+    for (orders, outcomes) in [
+        ("AAAA", "c"),                   // not a whole id
+        (one, "cc"),                     // not one outcome per id
+        ("AAAAAAAAAAAAAAAAAAAA!A", "c"), // outside the alphabet
+        ("EAAAAAAAAAAAAAAAAAAAAA", "c"), // more than 128 bits
+        (one, "z"),                      // no such outcome
+        (&format!("{two}{one}"), "cc"),  // not ascending
+        (&format!("{one}{one}"), "cr"),  // settled twice
+    ] {
+        let mut snapshot = serde_json::to_value(Inventory::default()).unwrap();
+        snapshot["settled"] = serde_json::json!({ "orders": orders, "outcomes": outcomes });
+        assert!(
+            serde_json::from_value::<Inventory>(snapshot).is_err(),
+            "{orders} {outcomes}"
+        );
     }
 }
