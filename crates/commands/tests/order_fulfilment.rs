@@ -394,6 +394,43 @@ async fn a_customer_cancel_releases_stock_and_refunds_the_capture(pool: PgPool) 
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn cancelling_a_confirmed_order_returns_its_stock_and_refunds_it(pool: PgPool) {
+    let p = Pipeline::start(pool, LONG).await;
+    let a = p.product_with_stock(5).await;
+    let (order, total) = p.place(&[(a, 2)]).await;
+    p.pay(order, total, true).await;
+    p.wait_for(order, "committed", |o| {
+        o.stock_status() == Some(StockStatus::Committed)
+    })
+    .await;
+    assert_eq!(p.inventory(a).await, (3, 0));
+
+    let cancel = OrderCommand::CancelOrder {
+        reason: CancellationReason::CustomerRequest,
+        at: Utc::now(),
+    };
+    p.dispatcher
+        .execute::<Order>(&order.to_string(), cancel, &Pipeline::meta())
+        .await
+        .unwrap();
+    let state = p
+        .wait_for(order, "stock released", |o| {
+            o.stock_status() == Some(StockStatus::Released)
+        })
+        .await;
+    p.settle().await;
+    assert_eq!(state.status(), Some(OrderStatus::Cancelled));
+    assert_eq!(p.inventory(a).await, (5, 0), "the committed units are back");
+    assert_eq!(p.count("StockReturned").await, 1);
+    assert_eq!(p.count("PaymentRefunded").await, 1);
+    assert_eq!(
+        p.order(order).await.payment_status(),
+        Some(OrderPaymentStatus::Refunded)
+    );
+    p.shutdown().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn an_unpaid_order_expires_and_its_deadline_survives_a_restart(pool: PgPool) {
     let mut p = Pipeline::start(pool.clone(), Duration::from_secs(2)).await;
     let a = p.product_with_stock(5).await;

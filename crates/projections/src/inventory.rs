@@ -268,6 +268,25 @@ impl Projection for InventoryProjection {
                 };
                 insert_movement(conn, event, product_id, movement).await?;
             }
+            InventoryEvent::StockReturned {
+                product_id,
+                order_id,
+                quantity,
+                available_after,
+                reserved,
+                ..
+            } => {
+                set_levels(conn, event, product_id, available_after, reserved).await?;
+                let movement = Movement {
+                    movement_type: "INBOUND",
+                    quantity: quantity.into(),
+                    before: available_after - i64::from(quantity),
+                    after: available_after,
+                    order_id: Some(order_id),
+                    reason: Some("order cancelled".to_owned()),
+                };
+                insert_movement(conn, event, product_id, movement).await?;
+            }
             InventoryEvent::StockReservationRejected { .. } => {}
         }
         Ok(())

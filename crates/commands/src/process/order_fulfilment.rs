@@ -226,9 +226,20 @@ impl OrderFulfilmentProcess {
                     .execute(&mut *conn)
                     .await?;
                 deadlines::cancel(conn, PAYMENT_TIMEOUT, order_id).await?;
-                // Releasing a line that holds nothing is a no-op, so release them all.
+                // Releasing a line that holds nothing, or returning one that was never committed,
+                // is a no-op: so do both for every line, whatever the order got to.
                 self.release_lines(order_id, products(&lines), event)
                     .await?;
+                for line in &lines {
+                    let command = InventoryCommand::ReturnStock {
+                        product_id: line.product_id,
+                        order_id,
+                        quantity: line.quantity,
+                        at: Utc::now(),
+                    };
+                    self.send::<Inventory>(line.product_id, command, event)
+                        .await?;
+                }
                 self.send::<Order>(
                     order_id,
                     OrderCommand::MarkStockReleased { at: Utc::now() },

@@ -69,4 +69,17 @@ pub enum InventoryCommand {
         /// When it happened.
         at: DateTime<Utc>,
     },
+    /// Saga step: a cancelled order's committed units come back to available stock. Emits
+    /// `StockReturned` once per order; a repeat, or an order whose stock was never committed,
+    /// emits nothing.
+    ReturnStock {
+        /// The product (the aggregate id).
+        product_id: Uuid,
+        /// The cancelled order.
+        order_id: Uuid,
+        /// Units the order had committed (its line quantity).
+        quantity: u32,
+        /// When it happened.
+        at: DateTime<Utc>,
+    },
 }

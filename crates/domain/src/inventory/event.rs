@@ -83,6 +83,21 @@ pub enum InventoryEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A cancelled order's committed units came back (emitted by `ReturnStock`).
+    StockReturned {
+        /// The product.
+        product_id: Uuid,
+        /// The order.
+        order_id: Uuid,
+        /// Units returned.
+        quantity: u32,
+        /// Available after.
+        available_after: i64,
+        /// Reserved (unchanged).
+        reserved: i64,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for InventoryEvent {
@@ -93,6 +108,7 @@ impl DomainEvent for InventoryEvent {
             Self::StockReservationRejected { .. } => "StockReservationRejected",
             Self::StockReleased { .. } => "StockReleased",
             Self::StockCommitted { .. } => "StockCommitted",
+            Self::StockReturned { .. } => "StockReturned",
         }
         .to_owned()
     }

@@ -219,6 +219,35 @@ impl Inventory {
                     at,
                 }])
             }
+            InventoryCommand::ReturnStock {
+                product_id,
+                order_id,
+                quantity,
+                at,
+            } => {
+                if !self.exists() {
+                    return Err(InventoryError::NotFound);
+                }
+                self.check_product(product_id)?;
+                if quantity == 0 {
+                    return Err(InventoryError::ZeroQuantity);
+                }
+                if self.settled.get(&order_id) != Some(&Settled::Committed) {
+                    return Ok(vec![]);
+                }
+                let available_after = self
+                    .available
+                    .checked_add(i64::from(quantity))
+                    .ok_or(InventoryError::Overflow)?;
+                Ok(vec![InventoryEvent::StockReturned {
+                    product_id,
+                    order_id,
+                    quantity,
+                    available_after,
+                    reserved: self.reserved,
+                    at,
+                }])
+            }
         }
     }
 }
@@ -285,6 +314,14 @@ impl Aggregate for Inventory {
                 self.reservations.remove(&order_id);
                 self.settled.insert(order_id, Settled::Committed);
                 self.reserved = reserved_after;
+            }
+            InventoryEvent::StockReturned {
+                order_id,
+                available_after,
+                ..
+            } => {
+                self.settled.insert(order_id, Settled::Returned);
+                self.available = available_after;
             }
         }
     }

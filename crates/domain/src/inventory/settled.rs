@@ -24,6 +24,8 @@ pub(super) enum Settled {
     Rejected,
     Released,
     Committed,
+    /// Committed, then given back when the order was cancelled.
+    Returned,
 }
 
 /// Digits of one id: 22 × 6 bits hold its 128 (the first digit carries only 2).
@@ -47,6 +49,7 @@ impl Settled {
             Self::Rejected => b'x',
             Self::Released => b'r',
             Self::Committed => b'c',
+            Self::Returned => b'u',
         }
     }
 
@@ -55,6 +58,7 @@ impl Settled {
             b'x' => Some(Self::Rejected),
             b'r' => Some(Self::Released),
             b'c' => Some(Self::Committed),
+            b'u' => Some(Self::Returned),
             _ => None,
         }
     }

@@ -316,6 +316,61 @@ fn committing_twice_emits_nothing_the_second_time() {
         .then_expect_events(vec![]);
 }
 
+fn give_back(order_id: Uuid, quantity: u32) -> InventoryCommand {
+    InventoryCommand::ReturnStock {
+        product_id: product(),
+        order_id,
+        quantity,
+        at: at(),
+    }
+}
+
+#[test]
+fn returning_a_cancelled_orders_committed_stock_makes_it_available_once() {
+    let mut given = stocked_with_reservation();
+    let mut folded = Inventory::default();
+    for event in &given {
+        folded.apply(event.clone());
+    }
+    let available = folded.available();
+    given.push(InventoryEvent::StockCommitted {
+        product_id: product(),
+        order_id: order(1),
+        quantity: 4,
+        reserved_after: 0,
+        at: at(),
+    });
+    let returned = InventoryEvent::StockReturned {
+        product_id: product(),
+        order_id: order(1),
+        quantity: 4,
+        available_after: available + 4,
+        reserved: 0,
+        at: at(),
+    };
+    InventoryTest::with(())
+        .given(given.clone())
+        .when(give_back(order(1), 4))
+        .then_expect_events(vec![returned.clone()]);
+    given.push(returned);
+    InventoryTest::with(())
+        .given(given)
+        .when(give_back(order(1), 4))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn returning_stock_that_was_never_committed_emits_nothing() {
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(give_back(order(1), 4))
+        .then_expect_events(vec![]);
+    InventoryTest::with(())
+        .given(stocked_with_reservation())
+        .when(give_back(order(1), 0))
+        .then_expect_error(InventoryError::ZeroQuantity);
+}
+
 #[test]
 fn committing_without_a_reservation_is_rejected() {
     InventoryTest::with(())

@@ -80,6 +80,10 @@ impl Placed {
                 Stock::Pending | Stock::Reserved => {
                     vec![OrderEvent::OrderStockReleased { order_id, at }]
                 }
+                // A cancelled confirmed order gets its committed stock back.
+                Stock::Committed if self.status == S::Cancelled => {
+                    vec![OrderEvent::OrderStockReleased { order_id, at }]
+                }
                 Stock::Committed => return Err(self.stock_conflict(Stock::Released)),
             },
             OrderCommand::MarkStockCommitted { at } => match self.stock_status {

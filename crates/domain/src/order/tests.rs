@@ -396,6 +396,34 @@ fn stock_release_and_commit_are_recorded_once() {
 }
 
 #[test]
+fn a_cancelled_confirmed_order_records_its_committed_stock_as_released() {
+    let mut given = confirmed_order();
+    given.push(OrderEvent::OrderStockCommitted {
+        order_id: order_id(),
+        at: at(),
+    });
+    OrderTest::with(())
+        .given(given.clone())
+        .when(OrderCommand::MarkStockReleased { at: at() })
+        .then_expect_error(OrderError::InvalidStockTransition {
+            from: StockStatus::Committed,
+            to: StockStatus::Released,
+        });
+    given.push(cancelled(
+        CancellationReason::CustomerRequest,
+        Some(payment(1)),
+        false,
+    ));
+    OrderTest::with(())
+        .given(given)
+        .when(OrderCommand::MarkStockReleased { at: at() })
+        .then_expect_events(vec![OrderEvent::OrderStockReleased {
+            order_id: order_id(),
+            at: at(),
+        }]);
+}
+
+#[test]
 fn committing_stock_that_was_never_reserved_is_rejected() {
     OrderTest::with(())
         .given(vec![placed()])

@@ -41,6 +41,7 @@ impl Projection for CatalogProjection {
             "Inventory.StockReserved",
             "Inventory.StockReleased",
             "Inventory.StockCommitted",
+            "Inventory.StockReturned",
             "Review.*",
         ]
         .map(str::to_owned)
@@ -216,6 +217,12 @@ async fn apply_inventory(conn: &mut PgConnection, event: &StoredEvent) -> Result
             reserved_after,
             ..
         } => set_stock(conn, event, product_id, None, reserved_after).await?,
+        InventoryEvent::StockReturned {
+            product_id,
+            available_after,
+            reserved,
+            ..
+        } => set_stock(conn, event, product_id, Some(available_after), reserved).await?,
         // Changes nothing; not bound, but harmless if it ever arrives.
         InventoryEvent::StockReservationRejected { .. } => {}
     }
