@@ -6,7 +6,6 @@ use chrono::Utc;
 use commerce_domain::cart::{Cart, CartClearReason, CartCommand};
 use commerce_domain::{Currency, Money};
 use commerce_event_store::db::MIGRATOR;
-use commerce_event_store::{ConsumerConfig, LogReader, Position};
 use commerce_projections::carts::{self, CartsProjection};
 use commerce_projections::rebuild::{self, Finish};
 use commerce_projections::Projection;
@@ -104,25 +103,6 @@ async fn workload(h: &Harness) -> Ids {
     )
     .await;
     ids
-}
-
-/// Applies every cart event of the log again, newest first, straight into the live schema:
-/// each must find its effect already there and change nothing.
-async fn reapply_everything_backwards(pool: &PgPool) {
-    let events = LogReader::new(pool.clone())
-        .read_after(Position::START, 100_000)
-        .await
-        .unwrap();
-    let config = ConsumerConfig::new(CartsProjection::NAME, CartsProjection::bindings());
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('search_path', 'carts, public', true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    for event in events.iter().rev().filter(|e| config.wants(e)) {
-        CartsProjection.apply(&mut tx, event).await.unwrap();
-    }
-    tx.commit().await.unwrap();
 }
 
 fn lines(cart: &carts::CartView) -> Vec<(Uuid, &str, i64, i64, i64)> {
@@ -236,7 +216,7 @@ async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     // Below the consumer's de-duplication: removed and cleared lines must not come back.
     h.stop_projection(CartsProjection::NAME).await;
     let before = h.dump("carts").await;
-    reapply_everything_backwards(&pool).await;
+    support::apply_log_directly(&pool, &CartsProjection, support::Reapply::Backwards).await;
     assert_eq!(h.dump("carts").await, before, "re-applied, newest first");
     h.shutdown().await;
 }

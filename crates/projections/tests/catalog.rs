@@ -11,7 +11,6 @@ use commerce_domain::product::{Product, ProductCommand};
 use commerce_domain::review::{Review, ReviewCommand};
 use commerce_domain::{Currency, Money};
 use commerce_event_store::db::MIGRATOR;
-use commerce_event_store::{ConsumerConfig, LogReader, Position};
 use commerce_projections::catalog::{
     self, CatalogProjection, ProductFilter, ProductSort, ProductView,
 };
@@ -558,42 +557,28 @@ async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     h.shutdown().await;
 }
 
-/// Applies every event of the log `times` times in a row straight into the live schema, without
-/// the consumer (whose de-duplication would hide a non-idempotent apply).
-async fn apply_log_directly(pool: &PgPool, times: usize) {
-    let log = LogReader::new(pool.clone());
-    assert!(log
-        .settle(std::time::Duration::from_secs(10))
-        .await
-        .unwrap());
-    let events = log.read_after(Position::START, 100_000).await.unwrap();
-    let config = ConsumerConfig::new(NAME, CatalogProjection::bindings());
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('search_path', $1, true)")
-        .bind(format!("\"{NAME}\", public"))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    for event in events.iter().filter(|e| config.wants(e)) {
-        for _ in 0..times {
-            CatalogProjection.apply(&mut tx, event).await.unwrap();
-        }
-    }
-    tx.commit().await.unwrap();
-}
-
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn applying_each_event_twice_in_a_row_changes_nothing(pool: PgPool) {
     let h = Harness::start(pool.clone());
     workload(&h).await;
-    apply_log_directly(&pool, 1).await;
+    support::apply_log_directly(
+        &pool,
+        &CatalogProjection,
+        support::Reapply::Forwards { times: 1 },
+    )
+    .await;
     let once = h.dump(NAME).await;
     assert!(!once.is_empty());
     sqlx::query("TRUNCATE catalog.products, catalog.categories, catalog.stock, catalog.ratings, catalog.rated_reviews")
         .execute(&pool)
         .await
         .unwrap();
-    apply_log_directly(&pool, 2).await;
+    support::apply_log_directly(
+        &pool,
+        &CatalogProjection,
+        support::Reapply::Forwards { times: 2 },
+    )
+    .await;
     assert_eq!(h.dump(NAME).await, once);
     h.shutdown().await;
 }

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use chrono::Utc;
 use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
 use commerce_event_store::db::MIGRATOR;
-use commerce_event_store::{ConsumerConfig, LogReader, Position};
 use commerce_projections::inventory::{self, InventoryProjection, UnavailableItem};
 use commerce_projections::rebuild::{self, Finish};
 use commerce_projections::{Page, Projection};
@@ -85,25 +84,6 @@ async fn workload(h: &Harness) -> Ids {
     reserve(h, w, o4, 2).await; // 8 → 6, reserved 2
     reserve(h, ids.never_stocked, o3, 1).await; // rejected: no stock at all
     ids
-}
-
-/// Applies every inventory event of the log again, newest first, straight into the live
-/// schema: each must find its effect already there and change nothing.
-async fn reapply_everything_backwards(pool: &PgPool) {
-    let events = LogReader::new(pool.clone())
-        .read_after(Position::START, 100_000)
-        .await
-        .unwrap();
-    let config = ConsumerConfig::new(InventoryProjection::NAME, InventoryProjection::bindings());
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('search_path', 'inventory, public', true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    for event in events.iter().rev().filter(|e| config.wants(e)) {
-        InventoryProjection.apply(&mut tx, event).await.unwrap();
-    }
-    tx.commit().await.unwrap();
 }
 
 type Row = (String, i64, i64, i64, String, Option<Uuid>, Option<String>);
@@ -243,7 +223,7 @@ async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     // Below the consumer's de-duplication: the rows themselves absorb stale events.
     h.stop_projection(InventoryProjection::NAME).await;
     let before = h.dump("inventory").await;
-    reapply_everything_backwards(&pool).await;
+    support::apply_log_directly(&pool, &InventoryProjection, support::Reapply::Backwards).await;
     assert_eq!(
         h.dump("inventory").await,
         before,

@@ -9,7 +9,6 @@ use commerce_domain::order::{
 };
 use commerce_domain::{Currency, Money};
 use commerce_event_store::db::MIGRATOR;
-use commerce_event_store::{LogReader, Position};
 use commerce_projections::orders::{self, OrderFilter, OrdersProjection};
 use commerce_projections::rebuild::{self, Finish};
 use commerce_projections::{Page, Projection};
@@ -261,26 +260,6 @@ async fn ids(pool: &PgPool, filter: OrderFilter, page: Page) -> (Vec<Uuid>, i64)
     (rows.into_iter().map(|o| o.id).collect(), total)
 }
 
-/// Applies every event of the log again, straight into the live schema and newest first: the
-/// row-level guard (each row's aggregate version) must leave every row as it is.
-async fn reapply_everything_backwards<P: Projection>(pool: &PgPool, p: &P) {
-    let events = LogReader::new(pool.clone())
-        .read_after(Position::START, 100_000)
-        .await
-        .unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('search_path', $1, true)")
-        .bind(P::NAME)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let config = commerce_event_store::ConsumerConfig::new(P::NAME, P::bindings());
-    for event in events.iter().rev().filter(|e| config.wants(e)) {
-        p.apply(&mut tx, event).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-}
-
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn orders_follow_every_path_of_the_fulfilment_flow(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
@@ -458,7 +437,7 @@ async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     // Even applied again out of order, an event never moves a row backwards.
     h.stop_projection(OrdersProjection::NAME).await;
     let before = h.dump("orders").await;
-    reapply_everything_backwards(&pool, &OrdersProjection).await;
+    support::apply_log_directly(&pool, &OrdersProjection, support::Reapply::Backwards).await;
     assert_eq!(h.dump("orders").await, before);
     h.shutdown().await;
 }

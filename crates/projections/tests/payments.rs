@@ -8,7 +8,6 @@ use commerce_domain::payment::{GatewayOutcome, Payment, PaymentCommand};
 use commerce_domain::payment_method::{PaymentMethod, PaymentMethodCommand};
 use commerce_domain::{Currency, Money};
 use commerce_event_store::db::MIGRATOR;
-use commerce_event_store::{ConsumerConfig, LogReader, Position};
 use commerce_projections::payments::{self, PaymentView, PaymentsProjection};
 use commerce_projections::rebuild::{self, Finish};
 use commerce_projections::{Page, Projection};
@@ -156,26 +155,6 @@ async fn payment(pool: &PgPool, id: Uuid) -> PaymentView {
 
 fn ids(rows: &[PaymentView]) -> Vec<Uuid> {
     rows.iter().map(|p| p.id).collect()
-}
-
-/// Applies every event of the log again, straight into the live schema and newest first: the
-/// row-level guard (each row's aggregate version) must leave every row as it is.
-async fn reapply_everything_backwards<P: Projection>(pool: &PgPool, p: &P) {
-    let events = LogReader::new(pool.clone())
-        .read_after(Position::START, 100_000)
-        .await
-        .unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('search_path', $1, true)")
-        .bind(P::NAME)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let config = ConsumerConfig::new(P::NAME, P::bindings());
-    for event in events.iter().rev().filter(|e| config.wants(e)) {
-        p.apply(&mut tx, event).await.unwrap();
-    }
-    tx.commit().await.unwrap();
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -338,7 +317,7 @@ async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     // method does not come back.
     h.stop_projection(PaymentsProjection::NAME).await;
     let before = h.dump("payments").await;
-    reapply_everything_backwards(&pool, &PaymentsProjection).await;
+    support::apply_log_directly(&pool, &PaymentsProjection, support::Reapply::Backwards).await;
     assert_eq!(h.dump("payments").await, before);
     h.shutdown().await;
 }

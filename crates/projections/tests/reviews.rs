@@ -7,7 +7,6 @@ use chrono::Utc;
 use commerce_domain::ids::review_id;
 use commerce_domain::review::{Review, ReviewCommand};
 use commerce_event_store::db::MIGRATOR;
-use commerce_event_store::{ConsumerConfig, LogReader, Position};
 use commerce_projections::rebuild::{self, Finish};
 use commerce_projections::reviews::{self, ReviewsProjection};
 use commerce_projections::{Page, Projection};
@@ -61,25 +60,6 @@ async fn workload(h: &Harness) -> Ids {
     delete(h, ben, kettle).await;
     submit(h, ben, kettle, 4, "Quieter than I thought", false).await;
     ids
-}
-
-/// Applies every review event of the log again, newest first, straight into the live schema:
-/// each must find its effect already there and change nothing.
-async fn reapply_everything_backwards(pool: &PgPool) {
-    let events = LogReader::new(pool.clone())
-        .read_after(Position::START, 100_000)
-        .await
-        .unwrap();
-    let config = ConsumerConfig::new(ReviewsProjection::NAME, ReviewsProjection::bindings());
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('search_path', 'reviews, public', true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    for event in events.iter().rev().filter(|e| config.wants(e)) {
-        ReviewsProjection.apply(&mut tx, event).await.unwrap();
-    }
-    tx.commit().await.unwrap();
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -180,7 +160,7 @@ async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     // Below the consumer's de-duplication: a deleted review must not come back.
     h.stop_projection(ReviewsProjection::NAME).await;
     let before = h.dump("reviews").await;
-    reapply_everything_backwards(&pool).await;
+    support::apply_log_directly(&pool, &ReviewsProjection, support::Reapply::Backwards).await;
     assert_eq!(h.dump("reviews").await, before, "re-applied, newest first");
     let [_, _, cy] = ids.users;
     assert!(!reviews::exists_for(&pool, cy, ids.kettle).await.unwrap());

@@ -181,3 +181,38 @@ impl Harness {
         }
     }
 }
+
+/// How [`apply_log_directly`] goes through the log.
+#[derive(Debug, Clone, Copy)]
+pub enum Reapply {
+    /// In log order, each event `times` times in a row.
+    Forwards { times: usize },
+    /// Newest first, once each.
+    Backwards,
+}
+
+/// Applies the log's events straight into projection `p`'s live schema, without the consumer
+/// (whose de-duplication would hide an apply that is not idempotent on its own).
+pub async fn apply_log_directly<P: Projection>(pool: &PgPool, p: &P, how: Reapply) {
+    let log = LogReader::new(pool.clone());
+    assert!(log.settle(Duration::from_secs(10)).await.unwrap());
+    let events = log.read_after(Position::START, 100_000).await.unwrap();
+    let config = commerce_event_store::ConsumerConfig::new(P::NAME, P::bindings());
+    let wanted: Vec<_> = events.iter().filter(|e| config.wants(e)).collect();
+    let (order, times): (Vec<_>, usize) = match how {
+        Reapply::Forwards { times } => (wanted, times),
+        Reapply::Backwards => (wanted.into_iter().rev().collect(), 1),
+    };
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('search_path', $1, true)")
+        .bind(format!("\"{}\", public", P::NAME))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for event in order {
+        for _ in 0..times {
+            p.apply(&mut tx, event).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+}
