@@ -293,6 +293,30 @@ async fn a_paid_order_with_stock_is_confirmed_and_its_stock_committed(pool: PgPo
         "committed units leave the reservation"
     );
     assert_eq!(p.inventory(b).await, (4, 0));
+
+    // Guarantee 8: the saga's events name their actor, and the event that caused them.
+    let log = LogReader::new(p.pool.clone());
+    let placed = log
+        .stream("Order", &order.to_string())
+        .await
+        .unwrap()
+        .remove(0);
+    let reserved = log
+        .stream("Inventory", &a.to_string())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "StockReserved")
+        .unwrap();
+    assert_eq!(reserved.metadata.actor, "system:order-fulfilment");
+    assert_eq!(
+        reserved.metadata.causation_id,
+        Some(placed.event_id.to_string())
+    );
+    assert_eq!(
+        reserved.metadata.correlation_id,
+        placed.metadata.correlation_id
+    );
     p.shutdown().await;
 }
 
