@@ -1,5 +1,6 @@
 //! Logging (tracing) and metrics (Prometheus) setup.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -14,6 +15,7 @@ pub fn init(args: &GlobalArgs) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if args.log_format == "json" {
         builder.json().flatten_event(true).try_init()
