@@ -205,3 +205,60 @@ async fn no_event_is_lost_when_the_relay_dies_or_loses_the_broker(pool: PgPool) 
     relay_b.await.unwrap();
     support::cleanup(&broker, &[]).await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_relay_reconnects_when_postgres_drops_its_connections(pool: PgPool) {
+    let broker = support::broker();
+    let (_tap_conn, mut rx) = support::tap(&broker).await;
+    let stop = CancellationToken::new();
+    let writer = steady_writer(pool.clone(), 300);
+    let relay = tokio::spawn(Relay::new(pool.clone(), broker.clone(), config()).run(stop.clone()));
+    let first = support::collect_events(&mut rx, 20, Duration::from_secs(30)).await;
+    let mut seen: HashSet<Position> = first
+        .iter()
+        .filter_map(|r| r.event.as_ref().map(|e| e.position))
+        .collect();
+
+    // As a Postgres restart would: the server ends the relay's sessions (its lock connection
+    // included) mid-stream, twice.
+    for _ in 0..2 {
+        // The relay holds its lock again once it has reconnected.
+        support::eventually(
+            Duration::from_secs(15),
+            "the relay's lock connection",
+            || async {
+                let killed: Vec<bool> = sqlx::query_scalar(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                   AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+                )
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                (killed == vec![true]).then_some(())
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    writer.await.unwrap();
+    let committed = committed_positions(&pool).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !committed.is_subset(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} events arrived",
+            seen.intersection(&committed).count(),
+            committed.len()
+        );
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            if let Some(e) = r.event {
+                seen.insert(e.position);
+            }
+        }
+    }
+    stop.cancel();
+    relay.await.unwrap();
+    support::cleanup(&broker, &[]).await;
+}
