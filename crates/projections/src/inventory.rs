@@ -96,6 +96,26 @@ struct Movement {
     reason: Option<String>,
 }
 
+impl Movement {
+    /// A movement an order caused.
+    fn for_order(
+        movement_type: &'static str,
+        order_id: Uuid,
+        quantity: u32,
+        before: i64,
+        after: i64,
+    ) -> Self {
+        Self {
+            movement_type,
+            quantity: quantity.into(),
+            before,
+            after,
+            order_id: Some(order_id),
+            reason: None,
+        }
+    }
+}
+
 async fn insert_movement(
     conn: &mut PgConnection,
     event: &StoredEvent,
@@ -128,7 +148,8 @@ async fn insert_movement(
     Ok(())
 }
 
-/// Sets a product's levels, unless the row already reflects this event or a later one.
+/// Sets a product's levels (creating the row on its first adjustment), unless the row already
+/// reflects this event or a later one.
 async fn set_levels(
     conn: &mut PgConnection,
     event: &StoredEvent,
@@ -137,8 +158,12 @@ async fn set_levels(
     reserved: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE levels SET available = $2, reserved = $3, total = $2 + $3, version = $4, \
-         updated_at = $5 WHERE product_id = $1 AND version < $4",
+        "INSERT INTO levels (product_id, available, reserved, total, version, \
+         created_at, updated_at) VALUES ($1, $2, $3, $2 + $3, $4, $5, $5) \
+         ON CONFLICT (product_id) DO UPDATE SET available = EXCLUDED.available, \
+         reserved = EXCLUDED.reserved, total = EXCLUDED.total, \
+         version = EXCLUDED.version, updated_at = EXCLUDED.updated_at \
+         WHERE levels.version < EXCLUDED.version",
     )
     .bind(product_id)
     .bind(available)
@@ -162,7 +187,10 @@ impl Projection for InventoryProjection {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
-        match event.payload_as::<InventoryEvent>()? {
+        // Every stock event sets the levels it reports and records one movement.
+        let (product_id, available, reserved, movement) = match event
+            .payload_as::<InventoryEvent>()?
+        {
             InventoryEvent::StockAdjusted {
                 product_id,
                 delta,
@@ -172,21 +200,6 @@ impl Projection for InventoryProjection {
                 reason,
                 ..
             } => {
-                sqlx::query(
-                    "INSERT INTO levels (product_id, available, reserved, total, version, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $2 + $3, $4, $5, $5) \
-                     ON CONFLICT (product_id) DO UPDATE SET available = EXCLUDED.available, \
-                     reserved = EXCLUDED.reserved, total = EXCLUDED.total, \
-                     version = EXCLUDED.version, updated_at = EXCLUDED.updated_at \
-                     WHERE levels.version < EXCLUDED.version",
-                )
-                .bind(product_id)
-                .bind(available_after)
-                .bind(reserved)
-                .bind(event.sequence)
-                .bind(event.recorded_at)
-                .execute(&mut *conn)
-                .await?;
                 // The event does not say which operation it was (add, subtract, set, delta):
                 // the sign of the change decides, and only a change of zero is an ADJUSTMENT.
                 let movement_type = match delta.signum() {
@@ -202,7 +215,7 @@ impl Projection for InventoryProjection {
                     order_id: None,
                     reason,
                 };
-                insert_movement(conn, event, product_id, movement).await?;
+                (product_id, available_after, reserved, movement)
             }
             InventoryEvent::StockReserved {
                 product_id,
@@ -212,16 +225,10 @@ impl Projection for InventoryProjection {
                 reserved_after,
                 ..
             } => {
-                set_levels(conn, event, product_id, available_after, reserved_after).await?;
-                let movement = Movement {
-                    movement_type: "RESERVED",
-                    quantity: quantity.into(),
-                    before: available_after + i64::from(quantity),
-                    after: available_after,
-                    order_id: Some(order_id),
-                    reason: None,
-                };
-                insert_movement(conn, event, product_id, movement).await?;
+                let before = available_after + i64::from(quantity);
+                let movement =
+                    Movement::for_order("RESERVED", order_id, quantity, before, available_after);
+                (product_id, available_after, reserved_after, movement)
             }
             InventoryEvent::StockReleased {
                 product_id,
@@ -231,16 +238,10 @@ impl Projection for InventoryProjection {
                 reserved_after,
                 ..
             } => {
-                set_levels(conn, event, product_id, available_after, reserved_after).await?;
-                let movement = Movement {
-                    movement_type: "RELEASED",
-                    quantity: quantity.into(),
-                    before: available_after - i64::from(quantity),
-                    after: available_after,
-                    order_id: Some(order_id),
-                    reason: None,
-                };
-                insert_movement(conn, event, product_id, movement).await?;
+                let before = available_after - i64::from(quantity);
+                let movement =
+                    Movement::for_order("RELEASED", order_id, quantity, before, available_after);
+                (product_id, available_after, reserved_after, movement)
             }
             InventoryEvent::StockCommitted {
                 product_id,
@@ -257,16 +258,9 @@ impl Projection for InventoryProjection {
                         .fetch_optional(&mut *conn)
                         .await?
                         .ok_or_else(|| format!("StockCommitted for {product_id} without stock"))?;
-                set_levels(conn, event, product_id, available, reserved_after).await?;
-                let movement = Movement {
-                    movement_type: "COMMITTED",
-                    quantity: quantity.into(),
-                    before: available,
-                    after: available,
-                    order_id: Some(order_id),
-                    reason: None,
-                };
-                insert_movement(conn, event, product_id, movement).await?;
+                let movement =
+                    Movement::for_order("COMMITTED", order_id, quantity, available, available);
+                (product_id, available, reserved_after, movement)
             }
             InventoryEvent::StockReturned {
                 product_id,
@@ -276,19 +270,16 @@ impl Projection for InventoryProjection {
                 reserved,
                 ..
             } => {
-                set_levels(conn, event, product_id, available_after, reserved).await?;
-                let movement = Movement {
-                    movement_type: "INBOUND",
-                    quantity: quantity.into(),
-                    before: available_after - i64::from(quantity),
-                    after: available_after,
-                    order_id: Some(order_id),
-                    reason: Some("order cancelled".to_owned()),
-                };
-                insert_movement(conn, event, product_id, movement).await?;
+                let before = available_after - i64::from(quantity);
+                let mut movement =
+                    Movement::for_order("INBOUND", order_id, quantity, before, available_after);
+                movement.reason = Some("order cancelled".to_owned());
+                (product_id, available_after, reserved, movement)
             }
-            InventoryEvent::StockReservationRejected { .. } => {}
-        }
+            InventoryEvent::StockReservationRejected { .. } => return Ok(()),
+        };
+        set_levels(conn, event, product_id, available, reserved).await?;
+        insert_movement(conn, event, product_id, movement).await?;
         Ok(())
     }
 }
