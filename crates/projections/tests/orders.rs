@@ -423,16 +423,14 @@ async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
     h.run(OrdersProjection);
     let w = workload(&h).await;
-    h.caught_up(OrdersProjection::NAME).await;
-    let once = h.dump("orders").await;
+    let once = h
+        .assert_redelivery_changes_nothing(OrdersProjection::NAME, async {
+            place(&h, w.bob, &[(w.p.widget, "Widget", 1, 1_999)])
+                .await
+                .to_string()
+        })
+        .await;
     assert_eq!(once.len(), 6 + 7, "orders and their items");
-
-    h.republish_everything().await;
-    let later = place(&h, w.bob, &[(w.p.widget, "Widget", 1, 1_999)]).await;
-    h.caught_up(OrdersProjection::NAME).await;
-    let mut twice = h.dump("orders").await;
-    twice.retain(|row| !row.contains(&later.to_string()));
-    assert_eq!(twice, once);
 
     // Even applied again out of order, an event never moves a row backwards.
     h.stop_projection(OrdersProjection::NAME).await;

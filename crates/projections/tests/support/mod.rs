@@ -111,6 +111,27 @@ impl Harness {
         assert!(report.is_ok(), "replay differs from live: {report:?}");
     }
 
+    /// Delivers every event of the log a second time through the broker, as a relay fail-over
+    /// would, then `later` (which writes one new event and returns text found only in its rows,
+    /// so the test knows the duplicates before it were consumed), and asserts projection `name`'s
+    /// rows are what they were. Returns the rows from before.
+    pub async fn assert_redelivery_changes_nothing(
+        &self,
+        name: &str,
+        later: impl std::future::Future<Output = String>,
+    ) -> Vec<String> {
+        self.caught_up(name).await;
+        let once = self.dump(name).await;
+        assert!(!once.is_empty(), "the workload left {name} empty");
+        self.republish_everything().await;
+        let marker = later.await;
+        self.caught_up(name).await;
+        let mut twice = self.dump(name).await;
+        twice.retain(|row| !row.contains(&marker));
+        assert_eq!(twice, once, "a second delivery changed {name}");
+        once
+    }
+
     /// Publishes every event of the log again, as a relay fail-over would.
     pub async fn republish_everything(&self) {
         let events = LogReader::new(self.pool.clone())
