@@ -111,6 +111,28 @@ impl Pipeline {
         EventMetadata::new("customer", Uuid::new_v4().to_string())
     }
 
+    /// Runs `command` against aggregate `A` as a customer would.
+    async fn exec<A>(&self, id: Uuid, command: A::Command)
+    where
+        A: cqrs_es::Aggregate<Services = ()>,
+        A::Command: Clone,
+        A::Error: std::fmt::Debug,
+    {
+        self.dispatcher
+            .execute::<A>(&id.to_string(), command, &Self::meta())
+            .await
+            .unwrap();
+    }
+
+    /// The customer cancels `order`.
+    async fn cancel(&self, order: Uuid) {
+        let cancel = OrderCommand::CancelOrder {
+            reason: CancellationReason::CustomerRequest,
+            at: Utc::now(),
+        };
+        self.exec::<Order>(order, cancel).await;
+    }
+
     async fn product_with_stock(&self, units: u32) -> Uuid {
         let product = Uuid::new_v4();
         let adjust = InventoryCommand::AdjustStock {
@@ -119,10 +141,7 @@ impl Pipeline {
             reason: None,
             at: Utc::now(),
         };
-        self.dispatcher
-            .execute::<Inventory>(&product.to_string(), adjust, &Self::meta())
-            .await
-            .unwrap();
+        self.exec::<Inventory>(product, adjust).await;
         product
     }
 
@@ -151,10 +170,7 @@ impl Pipeline {
             payment_method: "card".into(),
             at: Utc::now(),
         };
-        self.dispatcher
-            .execute::<Order>(&order.to_string(), command, &Self::meta())
-            .await
-            .unwrap();
+        self.exec::<Order>(order, command).await;
         let total = lines.iter().map(|(_, q)| i64::from(*q) * 1000).sum();
         (order, Money::new(total, Currency::USD))
     }
@@ -167,10 +183,7 @@ impl Pipeline {
             amount,
             at: Utc::now(),
         };
-        self.dispatcher
-            .execute::<Order>(&order.to_string(), request, &Self::meta())
-            .await
-            .unwrap();
+        self.exec::<Order>(order, request).await;
         let outcome = if approved {
             GatewayOutcome::Approved {
                 transaction_id: format!("tx-{payment}"),
@@ -190,10 +203,7 @@ impl Pipeline {
             outcome,
             at: Utc::now(),
         };
-        self.dispatcher
-            .execute::<Payment>(&payment.to_string(), capture, &Self::meta())
-            .await
-            .unwrap();
+        self.exec::<Payment>(payment, capture).await;
         payment
     }
 
@@ -384,14 +394,7 @@ async fn a_customer_cancel_releases_stock_and_refunds_the_capture(pool: PgPool) 
     p.stop_saga().await;
     let (order, total) = p.place(&[(a, 3)]).await;
     let payment = p.pay(order, total, true).await;
-    let cancel = OrderCommand::CancelOrder {
-        reason: CancellationReason::CustomerRequest,
-        at: Utc::now(),
-    };
-    p.dispatcher
-        .execute::<Order>(&order.to_string(), cancel, &Pipeline::meta())
-        .await
-        .unwrap();
+    p.cancel(order).await;
     p.start_saga();
     p.settle().await;
 
@@ -429,14 +432,7 @@ async fn cancelling_a_confirmed_order_returns_its_stock_and_refunds_it(pool: PgP
     .await;
     assert_eq!(p.inventory(a).await, (3, 0));
 
-    let cancel = OrderCommand::CancelOrder {
-        reason: CancellationReason::CustomerRequest,
-        at: Utc::now(),
-    };
-    p.dispatcher
-        .execute::<Order>(&order.to_string(), cancel, &Pipeline::meta())
-        .await
-        .unwrap();
+    p.cancel(order).await;
     let state = p
         .wait_for(order, "stock released", |o| {
             o.stock_status() == Some(StockStatus::Released)
@@ -528,14 +524,7 @@ async fn every_saga_event_delivered_twice_gives_the_same_outcome(pool: PgPool) {
         o.stock_status() == Some(StockStatus::Reserved)
     })
     .await;
-    let cancel = OrderCommand::CancelOrder {
-        reason: CancellationReason::CustomerRequest,
-        at: Utc::now(),
-    };
-    p.dispatcher
-        .execute::<Order>(&cancelled.to_string(), cancel, &Pipeline::meta())
-        .await
-        .unwrap();
+    p.cancel(cancelled).await;
     p.wait_for(cancelled, "released", |o| {
         o.stock_status() == Some(StockStatus::Released)
     })
