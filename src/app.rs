@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use commerce_api::{HealthCheck, OpsState};
+use commerce_api::{AppState, HealthCheck, OpsState};
 use commerce_commands::process::deadlines::DeadlineScheduler;
 use commerce_commands::process::notifications::{NotificationSender, NotificationsProcess};
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
@@ -97,6 +97,12 @@ impl RunningApp {
 pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningApp> {
     // Installed before anything records a metric.
     let metrics = crate::telemetry::metrics_handle();
+    // Checked before anything starts: prod refuses to run the API with a weak key.
+    let jwt_secret = if parts.api {
+        Some(settings.jwt_secret()?)
+    } else {
+        None
+    };
     let pool = db::prepare(&settings.database_url, settings.max_db_connections).await?;
     check_broker(&settings.broker).await?;
 
@@ -173,7 +179,9 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
             ]),
             metrics: metrics.clone(),
         };
-        let router = commerce_api::routes::router(ops);
+        let secret = jwt_secret.unwrap_or_default();
+        let state = AppState::new(pool.clone(), secret.as_bytes(), settings.api.clone(), ops);
+        let router = commerce_api::routes::router(state);
         let token = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = commerce_api::serve(listener, router, token.clone()).await {

@@ -84,6 +84,48 @@ pub struct GlobalArgs {
     )]
     pub smtp_from: String,
 
+    /// Key signing access tokens (HS256), at least 32 characters; required in `prod`.
+    #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of access tokens (e.g. `15m`).
+    #[arg(long, env = "ACCESS_TOKEN_TTL", global = true, default_value = "15m")]
+    pub access_token_ttl: String,
+
+    /// Sustained requests per second allowed per client.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_SECOND",
+        global = true,
+        default_value_t = 100
+    )]
+    pub rate_limit: u32,
+
+    /// Requests a client may send in a burst.
+    #[arg(long, env = "RATE_LIMIT_BURST", global = true, default_value_t = 200)]
+    pub rate_burst: u32,
+
+    /// Proxies (comma-separated IPs) whose `X-Forwarded-For` is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", global = true, default_value = "")]
+    pub trusted_proxies: String,
+
+    /// Origins allowed by CORS (comma-separated, or `*`).
+    #[arg(long, env = "CORS_ORIGINS", global = true, default_value = "")]
+    pub cors_origins: String,
+
+    /// Requests taking longer are answered 503 (e.g. `30s`).
+    #[arg(long, env = "REQUEST_TIMEOUT", global = true, default_value = "30s")]
+    pub request_timeout: String,
+
+    /// argon2id memory cost in KiB (OWASP's minimum is 19456).
+    #[arg(
+        long,
+        env = "PASSWORD_HASH_MEMORY_KIB",
+        global = true,
+        default_value_t = 19_456
+    )]
+    pub password_memory_kib: u32,
+
     /// `text` or `json` (one JSON object per line).
     #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
     pub log_format: String,
@@ -127,6 +169,12 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Administration: bootstrap users.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Health and repair of projections and process managers.
     Projections {
         /// What to do.
@@ -162,6 +210,26 @@ pub enum EventsCommand {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `commerce admin ...`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user with the given role (e.g. the first admin or an auditor).
+    CreateUser {
+        /// Email (the login).
+        #[arg(long)]
+        email: String,
+        /// Password (8 to 128 characters, a letter and a digit). Prefer the environment variable.
+        #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// `admin`, `auditor` or `customer`.
+        #[arg(long, default_value = "admin")]
+        role: String,
     },
 }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use commerce_event_store::{BrokerConfig, QueueType};
 
+use commerce_api::ApiConfig;
+
 use crate::cli::GlobalArgs;
 
 /// `dev` relaxes what `prod` refuses (weak or missing secrets).
@@ -37,7 +39,14 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     /// Sender address of email notifications.
     pub smtp_from: String,
+    /// Token signing key (a secret: never log it); checked by [`Settings::jwt_secret`].
+    jwt_secret: Option<String>,
+    /// HTTP API settings.
+    pub api: ApiConfig,
 }
+
+/// The development signing key `serve` uses when `JWT_SECRET` is unset in `dev`.
+const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-change-me-0123456789";
 
 impl Settings {
     /// Resolves the global options; `default_env` applies when `COMMERCE_ENV` is unset.
@@ -68,6 +77,41 @@ impl Settings {
                     args.payment_timeout
                 )
             })?;
+        let duration = |name: &str, value: &str| {
+            humantime::parse_duration(value)
+                .with_context(|| format!("{name} {value:?} is not a duration like 30s"))
+        };
+        let list = |value: &str| -> Vec<String> {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let trusted_proxies = list(&args.trusted_proxies)
+            .iter()
+            .map(|ip| {
+                ip.parse()
+                    .with_context(|| format!("TRUSTED_PROXIES: {ip:?} is not an IP address"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if args.rate_limit == 0 || args.rate_burst == 0 {
+            bail!("RATE_LIMIT_PER_SECOND and RATE_LIMIT_BURST must be at least 1");
+        }
+        if !(1024..=1_048_576).contains(&args.password_memory_kib) {
+            bail!("PASSWORD_HASH_MEMORY_KIB must be between 1024 and 1048576");
+        }
+        let api = ApiConfig {
+            access_ttl: duration("ACCESS_TOKEN_TTL", &args.access_token_ttl)?,
+            request_timeout: duration("REQUEST_TIMEOUT", &args.request_timeout)?,
+            rate_per_second: args.rate_limit,
+            rate_burst: args.rate_burst,
+            trusted_proxies,
+            cors_origins: list(&args.cors_origins),
+            password_memory_kib: args.password_memory_kib,
+            ..ApiConfig::default()
+        };
         let mut broker = BrokerConfig::new(args.amqp_url.clone(), namespace);
         broker.queue_type = queue_type;
         Ok(Self {
@@ -80,6 +124,33 @@ impl Settings {
             payment_timeout,
             smtp_url: args.smtp_url.clone().filter(|u| !u.trim().is_empty()),
             smtp_from: args.smtp_from.clone(),
+            jwt_secret: args.jwt_secret.clone().filter(|s| !s.is_empty()),
+            api,
         })
+    }
+
+    /// The token signing key. In `prod` a missing or weak key is refused (fewer than 32
+    /// characters, fewer than 8 distinct ones, or the development key); in `dev` a missing key
+    /// falls back to the development key, with a warning.
+    pub fn jwt_secret(&self) -> anyhow::Result<String> {
+        match (&self.jwt_secret, self.environment) {
+            (Some(secret), Environment::Prod) => {
+                let distinct: std::collections::HashSet<char> = secret.chars().collect();
+                if secret.chars().count() < 32 || distinct.len() < 8 || secret == DEV_JWT_SECRET {
+                    bail!("JWT_SECRET is too weak for COMMERCE_ENV=prod: use at least 32 random characters (e.g. `openssl rand -base64 48`)");
+                }
+                Ok(secret.clone())
+            }
+            (Some(secret), Environment::Dev) => Ok(secret.clone()),
+            (None, Environment::Prod) => bail!(
+                "JWT_SECRET is required when COMMERCE_ENV=prod (at least 32 random characters)"
+            ),
+            (None, Environment::Dev) => {
+                tracing::warn!(
+                    "JWT_SECRET is not set; using the development key (COMMERCE_ENV=dev)"
+                );
+                Ok(DEV_JWT_SECRET.to_owned())
+            }
+        }
     }
 }

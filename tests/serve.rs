@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use commerce::app::{self, Parts};
-use commerce::cli::GlobalArgs;
+use commerce::cli::Cli;
 use commerce::config::{Environment, Settings};
 use commerce_event_store::{db::MIGRATOR, relay, LogReader};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -31,18 +32,19 @@ async fn serve_is_ready_and_relays_appended_events(
     connect: PgConnectOptions,
 ) {
     let database = connect.get_database().unwrap().to_owned();
-    let args = GlobalArgs {
-        database_url: format!("postgres://postgres@127.0.0.1:5432/{database}"),
-        amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-        namespace: format!("test-{}", uuid::Uuid::new_v4().simple()),
-        listen_addr: "127.0.0.1:0".into(),
-        environment: None,
-        queue_type: "classic".into(),
-        payment_timeout: "30m".into(),
-        smtp_url: None,
-        smtp_from: "shop@localhost".into(),
-        log_format: "text".into(),
-    };
+    let cli = Cli::parse_from([
+        "commerce".to_owned(),
+        "--database-url".to_owned(),
+        format!("postgres://postgres@127.0.0.1:5432/{database}"),
+        "--namespace".to_owned(),
+        format!("test-{}", uuid::Uuid::new_v4().simple()),
+        "--listen-addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--queue-type".to_owned(),
+        "classic".to_owned(),
+        "serve".to_owned(),
+    ]);
+    let args = cli.global;
     let settings = Settings::from_args(&args, Environment::Dev).unwrap();
     let running = app::start(&settings, Parts::ALL).await.unwrap();
     let addr = running.api_addr.unwrap();

@@ -116,6 +116,25 @@ impl LogReader {
         Ok((count, oldest))
     }
 
+    /// The position of the last event of one aggregate, if it has any: what a command that wrote
+    /// nothing new (an idempotent repeat) reports, so a reader waiting for it sees the state the
+    /// repeat found.
+    pub async fn last_of_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Position>, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(tx, pos)| Position::new(tx, pos)))
+    }
+
     /// Every event of one aggregate, by version.
     pub async fn stream(
         &self,

@@ -1,5 +1,6 @@
 //! One module per subcommand, dispatched from the clap enum.
 
+mod admin;
 mod events;
 mod migrate;
 mod projections;
@@ -60,5 +61,6 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => migrate::run(&settings).await,
         Command::Events { command } => events::run(&settings, command).await,
         Command::Projections { command } => projections::run(&settings, command).await,
+        Command::Admin { command } => admin::run(&settings, command).await,
     }
 }

@@ -1,10 +1,47 @@
 //! One module per resource, each exporting its own `router()`, merged in [`router`].
+//!
+//! Every API route is registered through utoipa-axum's `routes!`, which adds it to the router and
+//! its operation to the OpenAPI document in one step.
 
+pub mod categories;
 pub mod ops;
 
+use axum::http::Uri;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
-/// Every route of the API.
-pub fn router(ops: ops::OpsState) -> Router {
-    Router::new().merge(ops::router(ops))
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Every `/api/v1` route with its OpenAPI operation.
+pub fn api() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new().merge(categories::router());
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+}
+
+/// The generated OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// The whole HTTP application: `/api/v1`, the OpenAPI document and docs, the operations
+/// endpoints, wrapped in every middleware layer.
+pub fn router(state: AppState) -> Router {
+    let (api, spec) = api().split_for_parts();
+    let app = Router::new()
+        .merge(api.with_state(state.clone()))
+        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, spec))
+        .merge(ops::router(state.ops.clone()))
+        .fallback(not_found);
+    crate::middleware::apply(app, &state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
 }

@@ -1,0 +1,142 @@
+//! Read-your-writes (guarantee 7) over HTTP. Command responses carry `X-Event-Position`, the
+//! position of the command's last event; a query that sends it back as `X-Min-Position` waits,
+//! bounded, until the read model behind it has applied that position.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use commerce_commands::log::Position;
+use commerce_commands::Executed;
+use serde::Serialize;
+
+use crate::envelope::Data;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Response header with the position of a command's last event.
+pub const EVENT_POSITION: HeaderName = HeaderName::from_static("x-event-position");
+/// Request header asking a query to reflect at least this position.
+pub const MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
+
+/// The `X-Min-Position` a query was sent with, if any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MinPosition(pub Option<Position>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.headers.get(&MIN_POSITION) {
+            None => Ok(Self(None)),
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<Position>().ok())
+                .map(|p| Self(Some(p)))
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "X-Min-Position",
+                        "must be a position token from X-Event-Position",
+                    )
+                }),
+        }
+    }
+}
+
+impl MinPosition {
+    /// Waits until every projection in `names` has applied the position; 503 with
+    /// `Retry-After` when they do not get there within the configured bound.
+    pub async fn wait(&self, state: &AppState, names: &[&str]) -> Result<(), ApiError> {
+        let Some(position) = self.0 else {
+            return Ok(());
+        };
+        let reached = commerce_projections::wait::wait_for(
+            &state.pool,
+            names,
+            position,
+            state.config.read_wait,
+        )
+        .await?;
+        if reached {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable(format!(
+                "the read model has not reached position {position} yet; retry shortly"
+            )))
+        }
+    }
+}
+
+/// A command's answer: status, body and the `X-Event-Position` of what it wrote.
+#[derive(Debug)]
+pub struct Written<T> {
+    /// 200, 201, 202 or 204.
+    pub status: StatusCode,
+    /// The position of the command's last event, or of the aggregate's latest event when the
+    /// command was an idempotent repeat.
+    pub position: Option<Position>,
+    /// The body; `None` for 204.
+    pub body: Option<Data<T>>,
+}
+
+impl<T> Written<T> {
+    /// A 200/201 with `data`.
+    pub fn new(status: StatusCode, position: Option<Position>, data: T) -> Self {
+        Self {
+            status,
+            position,
+            body: Some(Data::new(data)),
+        }
+    }
+}
+
+impl Written<()> {
+    /// A 204.
+    pub fn no_content(position: Option<Position>) -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            position,
+            body: None,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Written<T> {
+    fn into_response(self) -> Response {
+        let mut response = match self.body {
+            Some(body) => (self.status, axum::Json(body)).into_response(),
+            None => self.status.into_response(),
+        };
+        if let Some(position) = self.position {
+            if let Ok(value) = HeaderValue::from_str(&position.token()) {
+                response.headers_mut().insert(EVENT_POSITION, value);
+            }
+        }
+        response
+    }
+}
+
+/// The position to report for `executed`: its own, or (for a repeat that wrote nothing) the
+/// aggregate's latest event.
+pub async fn position_of(
+    state: &AppState,
+    aggregate_type: &str,
+    executed: &Executed,
+) -> Result<Option<Position>, ApiError> {
+    match executed.position {
+        Some(p) => Ok(Some(p)),
+        None => Ok(state
+            .log
+            .last_of_stream(aggregate_type, &executed.aggregate_id)
+            .await?),
+    }
+}
+
+/// The later of two positions.
+pub fn latest(a: Option<Position>, b: Option<Position>) -> Option<Position> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}

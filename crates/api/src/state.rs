@@ -1,0 +1,108 @@
+//! What every handler can reach: the database, the command dispatcher, the log reader, and the
+//! API's configuration.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_commands::log::LogReader;
+use commerce_commands::Dispatcher;
+use sqlx::PgPool;
+
+use crate::auth::token::TokenKeys;
+use crate::middleware::rate_limit::RateLimiter;
+use crate::routes::ops::OpsState;
+
+/// Settings of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Lifetime of access tokens.
+    pub access_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: Duration,
+    /// How long a query with `X-Min-Position` waits for its read model.
+    pub read_wait: Duration,
+    /// Requests slower than this are answered 503.
+    pub request_timeout: Duration,
+    /// Sustained requests per second per client.
+    pub rate_per_second: u32,
+    /// Requests a client may send at once before being limited.
+    pub rate_burst: u32,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Origins allowed by CORS; `*` allows any.
+    pub cors_origins: Vec<String>,
+    /// argon2id memory cost in KiB (19456 = OWASP's minimum for argon2id).
+    pub password_memory_kib: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            read_wait: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            rate_per_second: 100,
+            rate_burst: 200,
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            password_memory_kib: 19_456,
+        }
+    }
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Event store and read models.
+    pub pool: PgPool,
+    /// Runs commands.
+    pub dispatcher: Dispatcher,
+    /// Reads the log (history, `as_of`, admin views).
+    pub log: LogReader,
+    /// Signs and verifies access tokens.
+    pub keys: Arc<TokenKeys>,
+    /// Settings.
+    pub config: Arc<ApiConfig>,
+    /// Per-client request budgets.
+    pub limiter: Arc<RateLimiter>,
+    /// Readiness checks and the metrics handle.
+    pub ops: OpsState,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over `pool`, signing tokens with `jwt_secret`.
+    pub fn new(pool: PgPool, jwt_secret: &[u8], config: ApiConfig, ops: OpsState) -> Self {
+        let dispatcher = Dispatcher::new(commerce_commands::log::EventStore::new(pool.clone()));
+        Self::with_dispatcher(pool, dispatcher, jwt_secret, config, ops)
+    }
+
+    /// State with a given dispatcher (shared with the process managers of this process).
+    pub fn with_dispatcher(
+        pool: PgPool,
+        dispatcher: Dispatcher,
+        jwt_secret: &[u8],
+        config: ApiConfig,
+        ops: OpsState,
+    ) -> Self {
+        let limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
+        Self {
+            log: LogReader::new(pool.clone()),
+            pool,
+            dispatcher,
+            keys: Arc::new(TokenKeys::new(jwt_secret)),
+            limiter: Arc::new(limiter),
+            config: Arc::new(config),
+            ops,
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! `TestApp`: `commerce serve` started in-process on port 0 with its own database (from
+//! `#[sqlx::test]`) and its own broker namespace, plus a small typed HTTP client.
+#![allow(dead_code, unreachable_pub, missing_debug_implementations)]
+
+use std::time::Duration;
+
+use clap::Parser;
+use commerce::app::{self, Parts, RunningApp};
+use commerce::cli::Cli;
+use commerce::config::{Environment, Settings};
+use commerce_api::auth::password;
+use commerce_commands::Dispatcher;
+use commerce_domain::ids::user_id_for_email;
+use commerce_domain::user::{Role, User, UserCommand};
+use commerce_event_store::{EventMetadata, EventStore, LogReader};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "s3cret-password";
+
+/// A running platform.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub settings: Settings,
+    running: Option<RunningApp>,
+}
+
+/// An answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// `body["data"]`.
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    /// The `X-Event-Position` token.
+    pub fn position(&self) -> String {
+        self.header("x-event-position")
+            .unwrap_or_else(|| panic!("no X-Event-Position on {self:?}"))
+    }
+
+    /// Panics with the body unless the status is `status`.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.body);
+        self
+    }
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+/// Extra environment-like options for a test's server.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--flag value` pairs added to the command line.
+    pub args: Vec<(String, String)>,
+}
+
+impl TestApp {
+    /// `serve` on the test's database with default options.
+    pub async fn spawn(connect: &PgConnectOptions) -> Self {
+        Self::spawn_with(connect, Options::default()).await
+    }
+
+    /// `serve` with extra options (e.g. `--rate-limit 5`).
+    pub async fn spawn_with(connect: &PgConnectOptions, options: Options) -> Self {
+        let database = connect.get_database().expect("sqlx::test names a database");
+        let mut argv: Vec<String> = vec![
+            "commerce".into(),
+            "--database-url".into(),
+            format!("postgres://postgres@127.0.0.1:5432/{database}"),
+            "--namespace".into(),
+            format!("test-{}", Uuid::new_v4().simple()),
+            "--listen-addr".into(),
+            "127.0.0.1:0".into(),
+            "--queue-type".into(),
+            "classic".into(),
+            "--env".into(),
+            "dev".into(),
+            "--jwt-secret".into(),
+            "test-secret-0123456789-abcdefghijklmnop".into(),
+            "--password-memory-kib".into(),
+            "1024".into(),
+            "--rate-limit".into(),
+            "100000".into(),
+            "--rate-burst".into(),
+            "100000".into(),
+        ];
+        for (flag, value) in options.args {
+            argv.push(flag);
+            argv.push(value);
+        }
+        argv.push("serve".into());
+        let cli = Cli::parse_from(argv);
+        let settings = Settings::from_args(&cli.global, Environment::Dev).expect("settings");
+        let running = app::start(&settings, Parts::ALL)
+            .await
+            .expect("serve starts");
+        let addr = running.api_addr.expect("the API runs");
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            pool: running.pool.clone(),
+            settings,
+            running: Some(running),
+        }
+    }
+
+    /// Stops the platform and deletes its exchange.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        if let Ok(conn) = self.settings.broker.connect("test-cleanup").await {
+            if let Ok(ch) = conn.create_channel().await {
+                let _ = ch
+                    .exchange_delete(self.settings.broker.exchange().into(), Default::default())
+                    .await;
+            }
+        }
+    }
+
+    /// Any request; `body` is sent as JSON.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.client.request(method, url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("a body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.request(Method::GET, path, token, None, &[]).await
+    }
+
+    /// A GET that waits for the read model to reflect `position` (`X-Min-Position`).
+    pub async fn get_after(&self, path: &str, token: Option<&str>, position: &str) -> Resp {
+        self.request(
+            Method::GET,
+            path,
+            token,
+            None,
+            &[("x-min-position", position)],
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.request(Method::POST, path, token, Some(body), &[])
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.request(Method::PUT, path, token, Some(body), &[])
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.request(Method::DELETE, path, token, None, &[]).await
+    }
+
+    /// A user with `role` created directly through the command side, signed in with a token
+    /// minted with the server's key (so tests of other routes do not depend on `/auth/login`).
+    pub async fn user_with_role(&self, role: Role) -> Session {
+        let email = format!("{:?}-{}@example.com", role, Uuid::new_v4().simple()).to_lowercase();
+        let user_id = user_id_for_email(&email);
+        let hash = password::hash(PASSWORD.to_owned(), 1024)
+            .await
+            .expect("hash");
+        let dispatcher = Dispatcher::new(EventStore::new(self.pool.clone()));
+        dispatcher
+            .execute::<User>(
+                &user_id.to_string(),
+                UserCommand::RegisterUser {
+                    user_id,
+                    email: email.clone(),
+                    name: format!("Test {role:?}"),
+                    phone: None,
+                    password_hash: hash,
+                    roles: vec![role],
+                    at: chrono::Utc::now(),
+                },
+                &EventMetadata::new("test", Uuid::new_v4().to_string()),
+            )
+            .await
+            .expect("user registered");
+        let secret = self.settings.jwt_secret().expect("secret");
+        let keys = commerce_api::auth::token::TokenKeys::new(secret.as_bytes());
+        let (token, _) = keys
+            .issue(
+                user_id,
+                &[role],
+                chrono::Utc::now(),
+                Duration::from_secs(600),
+            )
+            .expect("token");
+        Session {
+            user_id,
+            email,
+            token,
+        }
+    }
+
+    pub async fn customer(&self) -> Session {
+        self.user_with_role(Role::Customer).await
+    }
+
+    pub async fn admin(&self) -> Session {
+        self.user_with_role(Role::Admin).await
+    }
+
+    pub async fn auditor(&self) -> Session {
+        self.user_with_role(Role::Auditor).await
+    }
+
+    /// How many events the log holds (to show bad input appended nothing).
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Waits until every consumer has applied everything committed so far.
+    pub async fn settle(&self) {
+        let log = LogReader::new(self.pool.clone());
+        log.settle(Duration::from_secs(10)).await.expect("settle");
+        let head = log.head().await.expect("head");
+        let names: Vec<&str> = commerce_projections::registry::NAMES.to_vec();
+        let reached =
+            commerce_projections::wait::wait_for(&self.pool, &names, head, Duration::from_secs(20))
+                .await
+                .expect("wait");
+        assert!(reached, "projections did not reach the head");
+    }
+
+    /// A category and an active product with `stock` units, created by `admin`; returns the
+    /// product id.
+    pub async fn product(&self, admin: &Session, price: &str, stock: u32) -> Uuid {
+        let category = self
+            .post(
+                "/api/v1/categories",
+                Some(&admin.token),
+                json!({"name": format!("Category {}", Uuid::new_v4().simple())}),
+            )
+            .await
+            .expect(201);
+        let category_id = category.data()["id"].as_str().expect("id").to_owned();
+        let body: Value = serde_json::from_str(&format!(
+            r#"{{"name": "Product {}", "description": "A fine thing", "price": {price},
+                "category_id": "{category_id}", "initial_stock": {stock}}}"#,
+            Uuid::new_v4().simple()
+        ))
+        .expect("json");
+        let product = self
+            .post("/api/v1/products", Some(&admin.token), body)
+            .await
+            .expect(201);
+        product.data()["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("product id")
+    }
+}
