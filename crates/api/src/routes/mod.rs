@@ -3,8 +3,19 @@
 //! Every API route is registered through utoipa-axum's `routes!`, which adds it to the router and
 //! its operation to the OpenAPI document in one step.
 
+pub mod admin;
+pub mod auth;
+pub mod cart;
 pub mod categories;
+pub mod inventory;
+pub mod notifications;
 pub mod ops;
+pub mod orders;
+pub mod payment_methods;
+pub mod payments;
+pub mod products;
+pub mod reviews;
+pub mod users;
 
 use axum::http::Uri;
 use axum::Router;
@@ -21,7 +32,19 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 /// Every `/api/v1` route with its OpenAPI operation.
 pub fn api() -> OpenApiRouter<AppState> {
-    let v1 = OpenApiRouter::new().merge(categories::router());
+    let v1 = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(categories::router())
+        .merge(products::router())
+        .merge(reviews::router())
+        .merge(inventory::router())
+        .merge(cart::router())
+        .merge(orders::router())
+        .merge(payments::router())
+        .merge(payment_methods::router())
+        .merge(notifications::router())
+        .merge(admin::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }
 
