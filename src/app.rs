@@ -175,7 +175,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
             checks: Arc::new(vec![
                 Box::new(PostgresCheck(pool.clone())),
                 Box::new(MigrationsCheck(pool.clone())),
-                Box::new(BrokerCheck(settings.broker.clone())),
+                Box::new(BrokerCheck::new(settings.broker.clone())),
             ]),
             metrics: metrics.clone(),
         };
@@ -276,13 +276,63 @@ impl HealthCheck for MigrationsCheck {
     }
 }
 
-struct BrokerCheck(BrokerConfig);
+/// Probes RabbitMQ over one kept connection: a probe opens and closes a channel on it (one round
+/// trip that proves the broker answers) instead of a TCP and AMQP handshake per call. A closed or
+/// broken connection is dropped and replaced on the next probe. The lock also keeps concurrent
+/// probes from opening a connection each.
+struct BrokerCheck {
+    broker: BrokerConfig,
+    connection: tokio::sync::Mutex<Option<lapin::Connection>>,
+}
+
+impl BrokerCheck {
+    fn new(broker: BrokerConfig) -> Self {
+        Self {
+            broker,
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            if connection.status().connected() && probe_channel(connection).await.is_ok() {
+                return Ok(());
+            }
+            // Whatever broke it, a fresh connection decides whether the broker is down.
+            if let Some(stale) = slot.take() {
+                let _ = stale
+                    .close(200, "readiness probe reconnecting".into())
+                    .await;
+            }
+        }
+        let connection = self
+            .broker
+            .connect("readiness")
+            .await
+            .map_err(|e| e.to_string())?;
+        probe_channel(&connection).await?;
+        *slot = Some(connection);
+        Ok(())
+    }
+}
+
+async fn probe_channel(connection: &lapin::Connection) -> Result<(), String> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .close(200, "readiness probe done".into())
+        .await
+        .map_err(|e| e.to_string())
+}
 
 impl HealthCheck for BrokerCheck {
     fn name(&self) -> &'static str {
         "rabbitmq"
     }
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { check_broker(&self.0).await.map_err(|e| e.to_string()) })
+        Box::pin(self.probe())
     }
 }

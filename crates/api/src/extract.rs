@@ -41,6 +41,14 @@ where
 
 /// Parses a JSON body, naming the failing field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if has_nul_escape(bytes) {
+        // Postgres text and jsonb cannot hold NUL; refusing it here keeps it from becoming a 500.
+        return Err(ApiError::BadRequest {
+            code: "validation_failed",
+            message: "strings must not contain NUL characters (\\u0000)".to_owned(),
+            details: None,
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -66,6 +74,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::invalid_field(&path, message)
         }
     })
+}
+
+/// Whether the JSON text holds a `\u0000` escape (one not itself preceded by an escaping
+/// backslash).
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    bytes.windows(6).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(b"\\u0000")
+            && bytes[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    })
+}
+
+fn has_encoded_nul(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"%00"))
 }
 
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
@@ -99,6 +122,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if has_encoded_nul(parts.uri.path()) {
+            return Err(ApiError::BadRequest {
+                code: "invalid_path",
+                message: "paths must not contain NUL characters".to_owned(),
+                details: None,
+            });
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Self(p.0))
@@ -122,6 +152,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(has_encoded_nul) {
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: "query parameters must not contain NUL characters".to_owned(),
+                details: None,
+            });
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
@@ -130,5 +167,18 @@ where
                 message: e.body_text(),
                 details: None,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_are_found_but_escaped_backslashes_are_not_mistaken_for_them() {
+        assert!(has_nul_escape(br#"{"a": "x\u0000y"}"#));
+        assert!(!has_nul_escape(br#"{"a": "x\\u0000y"}"#));
+        assert!(has_nul_escape(br#"{"a": "x\\\u0000y"}"#));
+        assert!(!has_nul_escape(br#"{"a": "plain"}"#));
     }
 }

@@ -10,11 +10,15 @@
 //! version (the `EventSink` applied the new events to it; `handle` changes state only through the
 //! sink), so it saves that state when the store's policy says one is due. A failed snapshot write
 //! is only logged: events are the truth, and the next load simply folds more of them.
+//!
+//! Metrics: `command_duration_seconds{aggregate, outcome}` times every command end to end (lock
+//! wait and retries included, which is what a caller waits for), and
+//! `events_appended_total{aggregate}` counts the events it wrote.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use commerce_event_store::{EventMetadata, EventStore, Position, StoreError};
 use cqrs_es::event_sink::EventSink;
@@ -97,6 +101,29 @@ impl Dispatcher {
         A: Aggregate<Services = ()>,
         A::Command: Clone,
     {
+        let started = Instant::now();
+        let result = self.run::<A>(aggregate_id, command, metadata).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(DispatchError::Rejected(_)) => "rejected",
+            Err(DispatchError::Contention { .. }) => "contention",
+            Err(DispatchError::Store(_)) => "error",
+        };
+        metrics::histogram!("command_duration_seconds", "aggregate" => A::TYPE, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn run<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, DispatchError<A::Error>>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+    {
         let _local_turn = self.stripe(A::TYPE, aggregate_id).lock().await;
         let mut attempt = 0;
         loop {
@@ -114,6 +141,10 @@ impl Dispatcher {
                 .await
             {
                 Ok(appended) => {
+                    if appended.is_some() {
+                        metrics::counter!("events_appended_total", "aggregate" => A::TYPE)
+                            .increment(events.len() as u64);
+                    }
                     if let Some(new) =
                         appended.filter(|a| self.store.snapshot_due(version, a.version))
                     {

@@ -1,10 +1,279 @@
-//! Routes of `auth` (being written).
+//! `/auth`: registration, login, token refresh and logout.
+//!
+//! Credentials stay on the write side: login verifies against the hash in the user's own event
+//! stream (never a read model), and no answer or log line carries a password or a hash. Every
+//! credential failure is the same 401, and an unknown email spends the same argon2 verification
+//! as a known one, so neither the body nor the timing tells which emails are registered.
 
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use commerce_commands::DispatchError;
+use commerce_domain::ids::user_id_for_email;
+use commerce_domain::user::{
+    validate_email, validate_password, Role, User, UserCommand, UserError,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use crate::auth::{password, refresh, Caller};
+use crate::consistency::{position_of, Written};
+use crate::context::RequestId;
+use crate::envelope::Data;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
+use crate::routes::users::{self, UserBody, USER};
 use crate::state::AppState;
+
+/// The one answer to a wrong password, an unknown email and a deactivated account.
+const BAD_CREDENTIALS: &str = "invalid email or password";
+
+/// Verified against when the email is unknown; hashed once per process.
+static DUMMY_HASH: OnceCell<String> = OnceCell::const_new();
+
+/// A new account.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterInput {
+    /// The login; unique case-insensitively.
+    email: String,
+    /// 8 to 128 characters with a letter and a digit.
+    password: String,
+    /// 1 to 100 characters.
+    name: String,
+    /// 1 to 32 characters.
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+impl std::fmt::Debug for RegisterInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterInput")
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Credentials.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginInput {
+    /// The login, in any letter case.
+    email: String,
+    /// The password.
+    password: String,
+}
+
+impl std::fmt::Debug for LoginInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginInput")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refresh token to exchange.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshInput {
+    /// The refresh token from the last login or refresh.
+    refresh_token: String,
+}
+
+impl std::fmt::Debug for RefreshInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshInput(..)")
+    }
+}
+
+/// A fresh access token and its refresh token.
+#[derive(Serialize, ToSchema)]
+pub struct TokenPair {
+    /// Bearer token for `Authorization`.
+    access_token: String,
+    /// Exchanged once at `/auth/refresh` for a new pair.
+    refresh_token: String,
+    /// Always `Bearer`.
+    token_type: String,
+    /// When the access token expires.
+    expires_at: DateTime<Utc>,
+    /// The signed-in user.
+    user: UserBody,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("expires_at", &self.expires_at)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh_pair))
+        .routes(routes!(logout))
+}
+
+fn email_taken() -> ApiError {
+    ApiError::Conflict {
+        code: "email_taken",
+        message: "this email is already registered".to_owned(),
+    }
+}
+
+/// Register a customer account.
+#[utoipa::path(post, path = "/auth/register", tag = "auth",
+    request_body = RegisterInput,
+    responses((status = 201, body = Data<UserBody>), (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+async fn register(
+    State(state): State<AppState>,
+    request_id: RequestId,
+    Json(input): Json<RegisterInput>,
+) -> ApiResult<Written<UserBody>> {
+    // Before hashing: a bad request must not cost an argon2 hash.
+    validate_email(&input.email).map_err(|e| ApiError::invalid_field("email", e.to_string()))?;
+    validate_password(&input.password)
+        .map_err(|e| ApiError::invalid_field("password", e.to_string()))?;
+    let user_id = user_id_for_email(&input.email);
+    let id = user_id.to_string();
+    // Spares the hash on a plain duplicate; a concurrent one is still refused by the aggregate.
+    let (existing, _) = state.dispatcher.store().load::<User>(&id).await?;
+    if existing.user_id().is_some() {
+        return Err(email_taken());
+    }
+    let phone = input.phone.filter(|p| !p.trim().is_empty());
+    let password_hash = password::hash(input.password, state.config.password_memory_kib).await?;
+    let at = Utc::now();
+    let command = UserCommand::RegisterUser {
+        user_id,
+        email: input.email.clone(),
+        name: input.name.clone(),
+        phone: phone.clone(),
+        password_hash,
+        roles: vec![Role::Customer],
+        at,
+    };
+    let executed = state
+        .dispatcher
+        .execute::<User>(&id, command, &request_id.metadata_as(id.clone()))
+        .await
+        .map_err(|e| match e {
+            DispatchError::Rejected(UserError::EmailTaken { .. }) => email_taken(),
+            other => other.into(),
+        })?;
+    let position = position_of(&state, USER, &executed).await?;
+    let body = match users::view_after(&state, user_id, position).await {
+        Ok(body) => body,
+        // The account exists: answering 503 would make the client retry into a 409.
+        Err(ApiError::Unavailable(_)) => {
+            UserBody::registered(user_id, &input.email, &input.name, phone.as_deref(), at)
+        }
+        Err(other) => return Err(other),
+    };
+    Ok(Written::new(StatusCode::CREATED, position, body))
+}
+
+/// Sign in with email and password.
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body = LoginInput,
+    responses((status = 200, body = Data<TokenPair>), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+async fn login(
+    State(state): State<AppState>,
+    Json(input): Json<LoginInput>,
+) -> ApiResult<axum::Json<Data<TokenPair>>> {
+    let user_id = user_id_for_email(&input.email);
+    let (user, _) = state
+        .dispatcher
+        .store()
+        .load::<User>(&user_id.to_string())
+        .await?;
+    // Made on the first login of either kind, so not even that one tells the two apart.
+    let dummy = DUMMY_HASH
+        .get_or_try_init(|| password::dummy_hash(state.config.password_memory_kib))
+        .await?;
+    let registered = user.user_id().is_some();
+    let phc = if registered {
+        user.password_hash().to_owned()
+    } else {
+        dummy.clone()
+    };
+    // Verified before the active flag is looked at, so a deactivated account costs the same.
+    let matches = password::verify(input.password, phc).await?;
+    if !(registered && matches && user.is_active()) {
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.to_owned()));
+    }
+    let pair = issue_pair(&state, user_id, user.roles(), Uuid::new_v4()).await?;
+    Ok(axum::Json(Data::new(pair)))
+}
+
+/// Exchange a refresh token for a new pair; the old token stops working. Presenting a used token
+/// again revokes every token of its login.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth",
+    request_body = RefreshInput,
+    responses((status = 200, body = Data<TokenPair>), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+async fn refresh_pair(
+    State(state): State<AppState>,
+    Json(input): Json<RefreshInput>,
+) -> ApiResult<axum::Json<Data<TokenPair>>> {
+    let (user_id, family) = refresh::consume(&state.pool, &input.refresh_token).await?;
+    let (user, _) = state
+        .dispatcher
+        .store()
+        .load::<User>(&user_id.to_string())
+        .await?;
+    if !user.is_active() {
+        refresh::revoke_all(&state.pool, user_id).await?;
+        return Err(ApiError::Unauthorized(
+            "this account is deactivated".to_owned(),
+        ));
+    }
+    let pair = issue_pair(&state, user_id, user.roles(), family).await?;
+    Ok(axum::Json(Data::new(pair)))
+}
+
+/// Sign out: every refresh token of the caller stops working. A body, if any, is ignored.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    refresh::revoke_all(&state.pool, caller.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An access token with the user's current roles and a refresh token in `family`.
+async fn issue_pair(
+    state: &AppState,
+    user_id: Uuid,
+    roles: &[Role],
+    family: Uuid,
+) -> ApiResult<TokenPair> {
+    // Read first: a 503 here leaves no unused refresh token behind.
+    let user = users::current_view(state, user_id).await?;
+    let now = Utc::now();
+    let (access_token, expires_at) =
+        state
+            .keys
+            .issue(user_id, roles, now, state.config.access_ttl)?;
+    let refresh_ttl =
+        chrono::Duration::from_std(state.config.refresh_ttl).map_err(ApiError::internal)?;
+    let refresh_token = refresh::issue(&state.pool, user_id, family, now + refresh_ttl).await?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer".to_owned(),
+        expires_at,
+        user,
+    })
 }

@@ -1,10 +1,82 @@
-//! Routes of `notifications` (being written).
+//! `GET /notifications`: the signed-in user's notifications, newest first, from the notifications
+//! process's own table (one notification per triggering event; only the recipient sees it).
 
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use commerce_commands::process::notifications::{self, Notification, NotificationsProcess};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use crate::auth::Caller;
+use crate::consistency::MinPosition;
+use crate::envelope::{PageQuery, Paginated};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
 use crate::state::AppState;
+
+/// A notification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationBody {
+    id: Uuid,
+    /// `WELCOME`, `ORDER_CONFIRMED`, `PAYMENT_FAILED`, `ORDER_SHIPPED` or `REFUND`.
+    #[serde(rename = "type")]
+    #[schema(example = "ORDER_CONFIRMED")]
+    kind: String,
+    /// `email` or `in_app`.
+    channel: String,
+    subject: String,
+    body: String,
+    /// `PENDING`, `SENT` or `FAILED`.
+    status: String,
+    created_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+}
+
+impl From<Notification> for NotificationBody {
+    fn from(n: Notification) -> Self {
+        Self {
+            id: n.id,
+            kind: n.kind.as_str().to_owned(),
+            channel: n.channel.as_str().to_owned(),
+            subject: n.subject,
+            body: n.body,
+            status: n.status.as_str().to_owned(),
+            created_at: n.created_at,
+            sent_at: n.sent_at,
+        }
+    }
+}
 
 /// The routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::new().routes(routes!(list))
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/notifications", tag = "notifications", security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, body = Paginated<NotificationBody>), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    min: MinPosition,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Paginated<NotificationBody>>> {
+    let page = q.page()?;
+    let (number, size) = match (u32::try_from(page.page), u32::try_from(page.page_size)) {
+        (Ok(number), Ok(size)) => (number, size),
+        _ => return Err(ApiError::invalid_field("page", "is too large")),
+    };
+    min.wait(&state, &[NotificationsProcess::NAME]).await?;
+    let (rows, total) =
+        notifications::list_for_user(&state.pool, caller.user_id, number, size).await?;
+    Ok(axum::Json(Paginated::new(
+        rows.into_iter().map(Into::into).collect(),
+        page,
+        total,
+    )))
 }

@@ -1,0 +1,163 @@
+//! `POST /payments/{id}/confirm` (the payer) and `POST /payments/{id}/refund` (admins).
+//!
+//! Confirming is idempotent for a completed payment and never revives a failed or refunded one
+//! (409). Refunds may be partial; their sum never exceeds what was captured (409), which the
+//! `Payment` aggregate guarantees even for concurrent refunds.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use commerce_commands::log::Position;
+use commerce_domain::money::Money;
+use commerce_domain::payment::{Payment, PaymentCommand, PaymentStatus};
+use commerce_projections::payments;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{not_yours, PaymentBody, READ_MODEL};
+use crate::auth::Caller;
+use crate::consistency::{position_of, MinPosition, Written};
+use crate::context::RequestId;
+use crate::envelope::Data;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path};
+use crate::money::Amount;
+use crate::state::AppState;
+
+/// A client-side confirmation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfirmInput {
+    /// The gateway's payment intent, 1 to 255 characters.
+    payment_intent_id: String,
+}
+
+/// A refund.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RefundInput {
+    /// More than zero, at most what remains captured; in the payment's currency.
+    amount: Amount,
+    /// Why, at most 500 characters.
+    #[serde(default)]
+    reason: String,
+}
+
+async fn load(state: &AppState, id: Uuid) -> ApiResult<Payment> {
+    let (payment, _) = state
+        .dispatcher
+        .store()
+        .load::<Payment>(&id.to_string())
+        .await?;
+    if payment.status().is_none() {
+        return Err(ApiError::not_found("payment"));
+    }
+    Ok(payment)
+}
+
+/// Confirm a payment (its payer): idempotent for a completed payment; a failed or refunded one
+/// is a 409.
+#[utoipa::path(post, path = "/payments/{id}/confirm", tag = "payments", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = ConfirmInput,
+    responses((status = 200, body = Data<PaymentBody>), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub(super) async fn confirm(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+    Json(input): Json<ConfirmInput>,
+) -> ApiResult<Written<PaymentBody>> {
+    if !(1..=255).contains(&input.payment_intent_id.trim().chars().count()) {
+        return Err(ApiError::invalid_field(
+            "payment_intent_id",
+            "must have 1 to 255 characters",
+        ));
+    }
+    let payment = load(&state, id).await?;
+    if payment.user_id() != Some(caller.user_id) {
+        return Err(not_yours(&caller, "payment"));
+    }
+    let executed = state
+        .dispatcher
+        .execute::<Payment>(
+            &id.to_string(),
+            PaymentCommand::ConfirmPayment { at: Utc::now() },
+            &request_id.metadata(&caller),
+        )
+        .await?;
+    // Confirming writes nothing: waiting for the read model is safe to fail (503) and retry.
+    let position = position_of(&state, "Payment", &executed).await?;
+    MinPosition(position).wait(&state, READ_MODEL).await?;
+    let view = payments::get_payment(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::Unavailable("the payment is not readable yet".to_owned()))?;
+    Ok(Written::new(StatusCode::OK, position, view.into()))
+}
+
+/// Refund part or all of a payment (admin).
+#[utoipa::path(post, path = "/payments/{id}/refund", tag = "payments", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = RefundInput,
+    responses((status = 200, body = Data<PaymentBody>), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub(super) async fn refund(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+    Json(input): Json<RefundInput>,
+) -> ApiResult<Written<PaymentBody>> {
+    caller.require_admin()?;
+    let payment = load(&state, id).await?;
+    let Some(captured) = payment.amount() else {
+        return Err(ApiError::not_found("payment"));
+    };
+    let command = PaymentCommand::RefundPayment {
+        refund_id: Uuid::new_v4(),
+        amount: Money::new(input.amount.0, captured.currency),
+        reason: input.reason.trim().to_owned(),
+        at: Utc::now(),
+    };
+    let executed = state
+        .dispatcher
+        .execute::<Payment>(&id.to_string(), command, &request_id.metadata(&caller))
+        .await?;
+    let position = position_of(&state, "Payment", &executed).await?;
+    let body = refunded_view(&state, id, position).await?;
+    Ok(Written::new(StatusCode::OK, position, body))
+}
+
+/// The payment after a refund. The money has moved: a slow read model must not turn that into an
+/// error (a retry would refund again), so when it lags, its row gets the aggregate's figures.
+async fn refunded_view(
+    state: &AppState,
+    id: Uuid,
+    position: Option<Position>,
+) -> ApiResult<PaymentBody> {
+    let caught_up = MinPosition(position).wait(state, READ_MODEL).await.is_ok();
+    let view = payments::get_payment(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::Unavailable("the payment is not readable yet".to_owned()))?;
+    let mut body = PaymentBody::from(view);
+    if !caught_up {
+        let payment = load(state, id).await?;
+        if let (Some(status), Some(refunded)) = (payment.status(), payment.refunded()) {
+            body.status = status_name(status).to_owned();
+            body.refunded_amount = Amount(refunded.amount_minor);
+            body.updated_at = Utc::now();
+        }
+    }
+    Ok(body)
+}
+
+fn status_name(status: PaymentStatus) -> &'static str {
+    match status {
+        PaymentStatus::Completed => "COMPLETED",
+        PaymentStatus::Failed => "FAILED",
+        PaymentStatus::Refunded => "REFUNDED",
+        PaymentStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
+    }
+}

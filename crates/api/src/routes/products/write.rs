@@ -1,0 +1,278 @@
+//! Admin writes of `/products`: create (with its initial stock), partial update, soft delete.
+//!
+//! Everything the domain cannot check is checked here before any command runs, so bad input
+//! appends nothing: money is parsed from its literal text, the currency is validated, and the
+//! category must be a live one. An unknown `category_id` in the body is a 400 on that field (it is
+//! invalid input, not an unknown resource in the path). Each write answers only once the
+//! `catalog` and `categories` read models show it, so the body is the product as now stored and a
+//! category delete that follows sees the product in its count.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use commerce_commands::log::Position;
+use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
+use commerce_domain::product::{Product, ProductCommand};
+use commerce_domain::{Currency, Money};
+use commerce_projections::{catalog, categories};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{checked_text, load_product, ProductBody};
+use crate::auth::Caller;
+use crate::consistency::{latest, position_of, MinPosition, Written};
+use crate::context::RequestId;
+use crate::envelope::Data;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path};
+use crate::money::Amount;
+use crate::state::AppState;
+
+/// Read models a product write must reach before its answer.
+const WRITTEN_TO: &[&str] = &["catalog", "categories"];
+
+/// A new product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewProduct {
+    /// 1 to 200 characters.
+    name: String,
+    /// At most 5000 characters; may be empty.
+    description: String,
+    /// Unit price, at most 2 decimals.
+    price: Amount,
+    /// ISO 4217 code; `USD` when absent.
+    #[serde(default)]
+    currency: Option<String>,
+    /// A live category.
+    category_id: Uuid,
+    /// URL slug; derived from the name when absent.
+    #[serde(default)]
+    slug: Option<String>,
+    /// Image URL, 1 to 2048 characters.
+    #[serde(default)]
+    image_url: Option<String>,
+    /// Units in stock from the start.
+    #[serde(default)]
+    initial_stock: Option<u32>,
+}
+
+/// A partial update: absent (or null) fields keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProductUpdate {
+    #[serde(default)]
+    name: Option<String>,
+    /// New slug; a new name without one re-derives it.
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    price: Option<Amount>,
+    /// ISO 4217 code; changing it alone keeps the amount.
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    category_id: Option<Uuid>,
+    #[serde(default)]
+    image_url: Option<String>,
+}
+
+/// Create a product, and its stock when `initial_stock` > 0 (admin).
+#[utoipa::path(post, path = "/products", tag = "products", security(("bearer" = [])),
+    request_body = NewProduct,
+    responses((status = 201, body = Data<ProductBody>), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    Json(input): Json<NewProduct>,
+) -> ApiResult<Written<ProductBody>> {
+    caller.require_admin()?;
+    let currency = currency(input.currency.as_deref())?.unwrap_or(Currency::USD);
+    check_texts(
+        Some(&input.name),
+        input.slug.as_deref(),
+        Some(&input.description),
+        input.image_url.as_deref(),
+    )?;
+    require_category(&state, input.category_id).await?;
+    let id = Uuid::new_v4();
+    let at = Utc::now();
+    let metadata = request_id.metadata(&caller);
+    let created = state
+        .dispatcher
+        .execute::<Product>(
+            &id.to_string(),
+            ProductCommand::CreateProduct {
+                product_id: id,
+                name: input.name,
+                slug: input.slug.unwrap_or_default(),
+                description: input.description,
+                price: Money::new(input.price.0, currency),
+                category_id: input.category_id,
+                image_url: input.image_url,
+                at,
+            },
+            &metadata,
+        )
+        .await?;
+    let mut position = position_of(&state, "Product", &created).await?;
+    if let Some(units) = input.initial_stock.filter(|n| *n > 0) {
+        let stocked = state
+            .dispatcher
+            .execute::<Inventory>(
+                &id.to_string(),
+                InventoryCommand::AdjustStock {
+                    product_id: id,
+                    adjustment: StockAdjustment::Add(units),
+                    reason: Some("initial stock".to_owned()),
+                    at,
+                },
+                &metadata,
+            )
+            .await?;
+        position = latest(position, position_of(&state, "Inventory", &stocked).await?);
+    }
+    let body = read_after(&state, id, position).await?;
+    Ok(Written::new(StatusCode::CREATED, position, body))
+}
+
+/// Change some fields of an active product (admin).
+#[utoipa::path(put, path = "/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = ProductUpdate,
+    responses((status = 200, body = Data<ProductBody>), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub(super) async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+    Json(input): Json<ProductUpdate>,
+) -> ApiResult<Written<ProductBody>> {
+    caller.require_admin()?;
+    let new_currency = currency(input.currency.as_deref())?;
+    check_texts(
+        input.name.as_deref(),
+        input.slug.as_deref(),
+        input.description.as_deref(),
+        input.image_url.as_deref(),
+    )?;
+    let product = load_product(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("product"))?;
+    if let Some(category_id) = input.category_id {
+        require_category(&state, category_id).await?;
+    }
+    // The command takes a whole price; a missing half is the product's current one.
+    let price = match (input.price, new_currency) {
+        (None, None) => None,
+        (amount, currency) => {
+            // `load_product` found the product, so it has a price; the fallback is unreachable.
+            let current = product.price().unwrap_or(Money::zero(Currency::USD));
+            Some(Money::new(
+                amount.map_or(current.amount_minor, |a| a.0),
+                currency.unwrap_or(current.currency),
+            ))
+        }
+    };
+    let executed = state
+        .dispatcher
+        .execute::<Product>(
+            &id.to_string(),
+            ProductCommand::UpdateProduct {
+                name: input.name,
+                slug: input.slug,
+                description: input.description,
+                price,
+                category_id: input.category_id,
+                image_url: input.image_url,
+                at: Utc::now(),
+            },
+            &request_id.metadata(&caller),
+        )
+        .await?;
+    let position = position_of(&state, "Product", &executed).await?;
+    let body = read_after(&state, id, position).await?;
+    Ok(Written::new(StatusCode::OK, position, body))
+}
+
+/// Deactivate a product: it leaves listings, its history stays (admin).
+#[utoipa::path(delete, path = "/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Written<()>> {
+    caller.require_admin()?;
+    let executed = state
+        .dispatcher
+        .execute::<Product>(
+            &id.to_string(),
+            ProductCommand::DeactivateProduct { at: Utc::now() },
+            &request_id.metadata(&caller),
+        )
+        .await?;
+    let position = position_of(&state, "Product", &executed).await?;
+    MinPosition(position).wait(&state, WRITTEN_TO).await?;
+    Ok(Written::no_content(position))
+}
+
+/// The product once the read models have applied `position`.
+async fn read_after(
+    state: &AppState,
+    id: Uuid,
+    position: Option<Position>,
+) -> ApiResult<ProductBody> {
+    MinPosition(position).wait(state, WRITTEN_TO).await?;
+    let view = catalog::get_product(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::Unavailable("the product is not readable yet".to_owned()))?;
+    Ok(view.into())
+}
+
+fn currency(code: Option<&str>) -> ApiResult<Option<Currency>> {
+    code.map(|c| {
+        Currency::new(c)
+            .map_err(|_| ApiError::invalid_field("currency", "must be an ISO 4217 code like USD"))
+    })
+    .transpose()
+}
+
+fn check_texts(
+    name: Option<&str>,
+    slug: Option<&str>,
+    description: Option<&str>,
+    image_url: Option<&str>,
+) -> ApiResult<()> {
+    let fields = [
+        ("name", name),
+        ("slug", slug),
+        ("description", description),
+        ("image_url", image_url),
+    ];
+    for (field, value) in fields {
+        if let Some(value) = value {
+            checked_text(field, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// 400 on `category_id` unless it names a live category.
+async fn require_category(state: &AppState, category_id: Uuid) -> ApiResult<()> {
+    if categories::get(&state.pool, category_id).await?.is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field("category_id", "no such category"))
+    }
+}
