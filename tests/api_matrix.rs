@@ -177,13 +177,13 @@ fn rules() -> Vec<Rule> {
         rule!(POST "/api/v1/orders/{id}/deliver", |f| format!("/api/v1/orders/{}/deliver", f.order), no_body, ADMIN_ONLY),
         rule!(POST "/api/v1/payments", |_| "/api/v1/payments".into(),
             |f, _| Some(json!({"order_id": f.cancel_order, "amount": 10, "method": "card"})),
-            [Unauth, Hidden, Hidden, Allowed, Hidden]),
+            [Unauth, Hidden, Forbid, Allowed, Forbid]),
         rule!(GET "/api/v1/payments", |_| "/api/v1/payments".into(), no_body, SIGNED_IN),
         rule!(GET "/api/v1/payments/{id}", |f| format!("/api/v1/payments/{}", f.payment), no_body, OWNER_ADMIN_AUDITOR),
         rule!(GET "/api/v1/payments/order/{order_id}", |f| format!("/api/v1/payments/order/{}", f.order), no_body,
             OWNER_ADMIN_AUDITOR),
         rule!(POST "/api/v1/payments/{id}/confirm", |f| format!("/api/v1/payments/{}/confirm", f.payment),
-            |_, _| Some(json!({"payment_intent_id": "pi_1"})), [Unauth, Hidden, Hidden, Sees, Hidden]),
+            |_, _| Some(json!({"payment_intent_id": "pi_1"})), [Unauth, Hidden, Forbid, Sees, Forbid]),
         rule!(POST "/api/v1/payments/{id}/refund", |f| format!("/api/v1/payments/{}/refund", f.payment),
             |_, _| Some(json!({"amount": 1, "reason": "matrix"})), ADMIN_ONLY),
         rule!(POST "/api/v1/payment-methods", |_| "/api/v1/payment-methods".into(),
@@ -245,6 +245,18 @@ fn every_documented_operation_has_exactly_one_rule_and_every_rule_is_documented(
     );
 }
 
+async fn place(app: &TestApp, owner: &Session, product: &str) -> String {
+    let body = json!({"shipping_address": address(), "payment_method": "card",
+                      "items": [{"product_id": product, "quantity": 1}]});
+    app.post("/api/v1/orders", Some(&owner.token), body)
+        .await
+        .expect(201)
+        .data()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
 async fn fixtures(app: &TestApp) -> Fx {
     let admin = app.admin().await;
     let owner = app.customer().await;
@@ -290,24 +302,8 @@ async fn fixtures(app: &TestApp) -> Fx {
         .as_str()
         .expect("id")
         .to_owned();
-    let place = |app: &TestApp, owner: &Session, product: &str| {
-        let body = json!({"shipping_address": address(), "payment_method": "card",
-                          "items": [{"product_id": product, "quantity": 1}]});
-        let token = owner.token.clone();
-        async move {
-            app.post("/api/v1/orders", Some(&token), body)
-                .await
-                .expect(201)
-        }
-    };
-    let order = place(app, &owner, &product).await.data()["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let cancel_order = place(app, &owner, &product).await.data()["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let order = place(app, &owner, &product).await;
+    let cancel_order = place(app, &owner, &product).await;
     let payment = app
         .post(
             "/api/v1/payments",

@@ -442,6 +442,8 @@ async fn shipping_before_confirmation_is_409_and_only_admins_ship(
         .await
         .expect(201);
     let path = format!("/api/v1/orders/{}", id_of(&placed));
+    // Stock reserved, still unpaid: pending.
+    settle_saga(&app).await;
     let before = app.event_count().await;
 
     let early = app

@@ -1,4 +1,17 @@
-//! Operations endpoints: liveness, readiness of every dependency, Prometheus metrics.
+//! Operations endpoints: liveness, readiness of every dependency, Prometheus metrics. They live
+//! outside `/api/v1` and the OpenAPI document: they are for probes and scrapers, not clients.
+//!
+//! What `/metrics` carries, and who records it:
+//! - `http_requests_total{method,route,status}`, `http_request_duration_seconds{method,route}`:
+//!   rate, errors and latency per route template (`middleware::metrics`).
+//! - `command_duration_seconds{aggregate,outcome}`, `events_appended_total{aggregate}`: the
+//!   command side (`commerce_commands::dispatch`).
+//! - `relay_lag_events`, `consumer_lag_events{consumer}`, `consumer_lag_seconds{consumer}`,
+//!   `consumer_state{consumer,state}`: how far the relay and every consumer trail the log
+//!   (refreshed every few seconds by the `serve` process).
+//! - `projection_rebuilds_total{projection,outcome}`: rebuilds started from `/admin`.
+//!
+//! Every `*_seconds` histogram is exported with buckets (see the binary's telemetry setup).
 
 use std::sync::Arc;
 

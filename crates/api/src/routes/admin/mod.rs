@@ -2,11 +2,11 @@
 //! (the global log filtered and paged, one stream in order).
 //!
 //! Projection management is admin-only; the log views are for admins and auditors. Every event
-//! these routes show passes through [`entry`], which redacts password hashes: the log is the
+//! these routes show passes through `entry`, which redacts password hashes: the log is the
 //! truth and keeps them, an audit view never shows them.
 //!
-//! - [`projections`]: `GET /admin/projections`, `POST /admin/projections/{name}/{rebuild,retry,skip}`.
-//! - [`log`]: `GET /admin/events`, `GET /admin/streams/{aggregate_type}/{aggregate_id}`.
+//! - `projections`: `GET /admin/projections`, `POST /admin/projections/{name}/{rebuild,retry,skip}`.
+//! - `log`: `GET /admin/events`, `GET /admin/streams/{aggregate_type}/{aggregate_id}`.
 
 mod log;
 mod projections;

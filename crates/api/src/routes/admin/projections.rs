@@ -269,11 +269,12 @@ impl Rebuilds {
     /// Registers a rebuild, or `None` when one of the same projection is already running here.
     fn start(pool: &PgPool, name: &str) -> Option<RebuildGuard> {
         let key = Self::key(pool, name);
-        RUNNING
+        let inserted = RUNNING
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone())
-            .then_some(RebuildGuard(key))
+            .insert(key.clone());
+        // Built only once the lock is released: a guard dropped under it would deadlock.
+        inserted.then(|| RebuildGuard(key))
     }
 }
 
