@@ -271,7 +271,7 @@ async fn bad_product_input_is_refused_and_appends_nothing(_o: PgPoolOptions, c: 
         (with("initial_stock", json!(-3)), "initial_stock"),
         (with("initial_stock", json!(2.5)), "initial_stock"),
         (with("name", json!("")), "name"),
-        (with("name", json!("a\u{0}b")), "name"),
+        (with("name", json!("a\u{0}b")), "NUL"),
         (with("colour", json!("red")), "colour"),
     ] {
         let refused = create(&app, &admin, body.clone()).await.expect(400);

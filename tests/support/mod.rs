@@ -92,28 +92,34 @@ impl TestApp {
     /// `serve` with extra options (e.g. `--rate-limit 5`).
     pub async fn spawn_with(connect: &PgConnectOptions, options: Options) -> Self {
         let database = connect.get_database().expect("sqlx::test names a database");
-        let mut argv: Vec<String> = vec![
-            "commerce".into(),
-            "--database-url".into(),
-            format!("postgres://postgres@127.0.0.1:5432/{database}"),
-            "--namespace".into(),
-            format!("test-{}", Uuid::new_v4().simple()),
-            "--listen-addr".into(),
-            "127.0.0.1:0".into(),
-            "--queue-type".into(),
-            "classic".into(),
-            "--env".into(),
-            "dev".into(),
-            "--jwt-secret".into(),
-            "test-secret-0123456789-abcdefghijklmnop".into(),
-            "--password-memory-kib".into(),
-            "1024".into(),
-            "--rate-limit".into(),
-            "100000".into(),
-            "--rate-burst".into(),
-            "100000".into(),
-        ];
+        let mut flags: Vec<(String, String)> = [
+            (
+                "--database-url",
+                format!("postgres://postgres@127.0.0.1:5432/{database}"),
+            ),
+            ("--namespace", format!("test-{}", Uuid::new_v4().simple())),
+            ("--listen-addr", "127.0.0.1:0".to_owned()),
+            ("--queue-type", "classic".to_owned()),
+            ("--env", "dev".to_owned()),
+            (
+                "--jwt-secret",
+                "test-secret-0123456789-abcdefghijklmnop".to_owned(),
+            ),
+            ("--password-memory-kib", "1024".to_owned()),
+            ("--rate-limit", "100000".to_owned()),
+            ("--rate-burst", "100000".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
         for (flag, value) in options.args {
+            match flags.iter_mut().find(|(k, _)| *k == flag) {
+                Some(existing) => existing.1 = value,
+                None => flags.push((flag, value)),
+            }
+        }
+        let mut argv: Vec<String> = vec!["commerce".into()];
+        for (flag, value) in flags {
             argv.push(flag);
             argv.push(value);
         }
@@ -279,17 +285,35 @@ impl TestApp {
             .expect("count")
     }
 
-    /// Waits until every consumer has applied everything committed so far.
+    /// Waits until the platform is quiet: every projection and process manager has applied the
+    /// whole log, and the log stopped growing (the saga's reactions are in it and applied too).
     pub async fn settle(&self) {
         let log = LogReader::new(self.pool.clone());
-        log.settle(Duration::from_secs(10)).await.expect("settle");
-        let head = log.head().await.expect("head");
-        let names: Vec<&str> = commerce_projections::registry::NAMES.to_vec();
-        let reached =
-            commerce_projections::wait::wait_for(&self.pool, &names, head, Duration::from_secs(20))
-                .await
-                .expect("wait");
-        assert!(reached, "projections did not reach the head");
+        let mut names: Vec<&str> = commerce_projections::registry::NAMES.to_vec();
+        names.push(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME);
+        names.push(commerce_commands::process::notifications::NotificationsProcess::NAME);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            log.settle(Duration::from_secs(10)).await.expect("settle");
+            let head = log.head().await.expect("head");
+            let reached = commerce_projections::wait::wait_for(
+                &self.pool,
+                &names,
+                head,
+                Duration::from_secs(20),
+            )
+            .await
+            .expect("wait");
+            assert!(reached, "consumers did not reach the head");
+            log.settle(Duration::from_secs(10)).await.expect("settle");
+            if log.head().await.expect("head") == head {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the log never stopped growing"
+            );
+        }
     }
 
     /// A category and an active product with `stock` units, created by `admin`; returns the
