@@ -33,6 +33,10 @@ async fn create_user(
     let role: Role = serde_json::from_value(serde_json::Value::String(role.to_owned()))
         .map_err(|_| anyhow::anyhow!("--role must be admin, auditor or customer, not {role:?}"))?;
     validate_password(&password)?;
+    let role_name = serde_json::to_value(role)?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let pool = db::prepare(&settings.database_url, 2).await?;
     let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
     let user_id = user_id_for_email(email);
@@ -52,7 +56,7 @@ async fn create_user(
     let id = user_id.to_string();
     match dispatcher.execute::<User>(&id, register, &metadata).await {
         Ok(_) => output::line(&format!(
-            "created user {user_id} ({email}) with role {role:?}"
+            "created user {user_id} ({email}) with role {role_name}"
         ))?,
         Err(DispatchError::Rejected(UserError::EmailTaken { .. })) => {
             let (user, _) = dispatcher.store().load::<User>(&id).await?;
@@ -66,7 +70,7 @@ async fn create_user(
             };
             dispatcher.execute::<User>(&id, set, &metadata).await?;
             output::line(&format!(
-                "user {user_id} ({email}) already existed; it now has role {role:?} (password unchanged)"
+                "user {user_id} ({email}) already existed; it now has role {role_name} (password unchanged)"
             ))?;
         }
         Err(other) => return Err(other.into()),

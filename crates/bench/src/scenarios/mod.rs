@@ -1,0 +1,28 @@
+//! One module per measured path; each returns its rows (figure beside its raw baseline).
+
+mod append;
+mod checkout;
+mod hot;
+mod lag;
+mod reads;
+mod rebuild;
+mod relay;
+
+use futures::future::BoxFuture;
+
+use crate::ctx::Ctx;
+use crate::report::Row;
+
+/// A scenario: runs against the bench database, returns its rows.
+pub(crate) type Scenario = for<'a> fn(&'a Ctx) -> BoxFuture<'a, anyhow::Result<Vec<Row>>>;
+
+/// Every scenario, in run order.
+pub(crate) const ALL: &[(&str, Scenario)] = &[
+    ("append", |c| Box::pin(append::run(c))),
+    ("hot", |c| Box::pin(hot::run(c))),
+    ("relay", |c| Box::pin(relay::run(c))),
+    ("lag", |c| Box::pin(lag::run(c))),
+    ("rebuild", |c| Box::pin(rebuild::run(c))),
+    ("checkout", |c| Box::pin(checkout::run(c))),
+    ("reads", |c| Box::pin(reads::run(c))),
+];
