@@ -1,10 +1,438 @@
-//! Scenario `checkout` (being written).
+//! Scenario `checkout`: the whole order pipeline end to end over HTTP, against the real platform
+//! (`serve`: API, relay, projections and sagas) started in this process on port 0.
+//!
+//! Phase 1, 32 customers (made through the command side, tokens minted with the server's key),
+//! each in a loop: `POST /api/v1/orders` (one line, quantity 1, one of 32 products at random),
+//! `POST /api/v1/payments` (the order's `total_amount` and `currency`, method `card`), then wait
+//! until the orders read model shows the order `CONFIRMED` (a background task polls
+//! `orders.orders` every 5 ms for the outstanding ids). So at most 32 orders are in the pipeline
+//! (relay → broker → saga → order → relay → orders projection) at once, and the rate measured is
+//! what the pipeline confirms, not how fast HTTP can pile orders up in front of it. Figures:
+//! confirmed orders/s, place→CONFIRMED latency (from the start of `POST /orders` until the poll
+//! saw it), and p50/p99 of each POST.
+//!
+//! Phase 2, open loop: checkouts (place and pay, not waiting) started at half the phase-1 rate,
+//! paced by a timer whatever the answers take: `POST /orders` p99 at that rate.
+//!
+//! Baseline: the same reqwest client with the same 32 concurrent callers hitting `GET /health` on
+//! the same server (no database, no auth, same middleware stack): bare HTTP. The ratio is
+//! confirmed orders/s over bare requests/s, i.e. what the whole pipeline costs over HTTP.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use commerce_domain::user::Role;
+use rand::Rng;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::reads::{closed_loop, get_ok, post, Load, Platform, PROGRESS_EVERY};
 use crate::ctx::Ctx;
 use crate::report::Row;
+use crate::stats::{percentile, sorted_ms};
+
+const CUSTOMERS: usize = 32;
+const PRODUCTS: usize = 32;
+const POLL_EVERY: Duration = Duration::from_millis(5);
+/// Longest a phase-1 customer waits for its order to be confirmed.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An order waiting to show up `CONFIRMED`: when its `POST /orders` started, who waits for it.
+type Waiting = (Instant, Option<oneshot::Sender<()>>);
+
+/// Orders waiting to show up `CONFIRMED`, and how long those that did took.
+#[derive(Debug, Default)]
+struct Tracker {
+    outstanding: Mutex<HashMap<Uuid, Waiting>>,
+    confirmed: Mutex<Vec<Duration>>,
+    poll_errors: AtomicU64,
+}
+
+impl Tracker {
+    /// Watches `order_id`; the receiver fires once it is confirmed.
+    fn track(&self, order_id: Uuid, started: Instant) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.outstanding).insert(order_id, (started, Some(tx)));
+        rx
+    }
+
+    fn outstanding(&self) -> usize {
+        lock(&self.outstanding).len()
+    }
+
+    fn take_confirmed(&self) -> Vec<Duration> {
+        std::mem::take(&mut *lock(&self.confirmed))
+    }
+
+    /// Polls the orders read model for the outstanding ids until `stop`.
+    async fn poll(self: Arc<Self>, pool: PgPool, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let ids: Vec<Uuid> = lock(&self.outstanding).keys().copied().collect();
+            if !ids.is_empty() {
+                let found = sqlx::query_scalar::<_, Uuid>(
+                    "SELECT id FROM orders.orders WHERE id = ANY($1) AND status = 'CONFIRMED'",
+                )
+                .bind(&ids)
+                .fetch_all(&pool)
+                .await;
+                match found {
+                    Ok(found) => {
+                        let mut outstanding = lock(&self.outstanding);
+                        let mut confirmed = lock(&self.confirmed);
+                        for id in found {
+                            if let Some((started, waiter)) = outstanding.remove(&id) {
+                                confirmed.push(started.elapsed());
+                                if let Some(waiter) = waiter {
+                                    let _ = waiter.send(());
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        self.poll_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+}
+
+/// What a checkout needs, shared by every caller.
+struct Shop {
+    client: reqwest::Client,
+    base: String,
+    tokens: Vec<String>,
+    products: Vec<Uuid>,
+    tracker: Arc<Tracker>,
+}
+
+impl Shop {
+    /// Customer `customer` places and pays an order of a random product, and (when `wait`)
+    /// waits until it is confirmed; returns `[place, pay]` latencies.
+    async fn checkout(&self, customer: usize, wait: bool) -> anyhow::Result<Vec<Duration>> {
+        let product_id = self.products[rand::rng().random_range(0..self.products.len())];
+        let token = &self.tokens[customer % self.tokens.len()];
+        let started = Instant::now();
+        let placed = post(
+            &self.client,
+            &format!("{}/api/v1/orders", self.base),
+            token,
+            &json!({
+                "shipping_address": {"line1": "1 Bench Street", "city": "Testville",
+                                     "postal_code": "12345", "country": "NL"},
+                "payment_method": "card",
+                "items": [{"product_id": product_id, "quantity": 1}],
+            }),
+        )
+        .await?;
+        let place = started.elapsed();
+        let order = &placed["data"];
+        let order_id: Uuid = order["id"].as_str().context("no order id")?.parse()?;
+        let confirmed = self.tracker.track(order_id, started);
+        let paying = Instant::now();
+        let paid = post(
+            &self.client,
+            &format!("{}/api/v1/payments", self.base),
+            token,
+            &json!({"order_id": order_id, "amount": order["total_amount"],
+                    "currency": order["currency"], "method": "card"}),
+        )
+        .await?;
+        let pay = paying.elapsed();
+        if paid["data"]["status"] != "COMPLETED" {
+            bail!("payment not completed: {paid}");
+        }
+        if wait {
+            tokio::time::timeout(CONFIRM_TIMEOUT, confirmed)
+                .await
+                .with_context(|| format!("order {order_id} not confirmed in time"))??;
+        }
+        Ok(vec![place, pay])
+    }
+}
+
+fn ms(samples: &[Duration], p: f64) -> f64 {
+    percentile(&sorted_ms(samples), p)
+}
+
+/// Events the order fulfilment saga has applied so far.
+async fn saga_applied(pool: &PgPool) -> anyhow::Result<i64> {
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT applied FROM consumer_checkpoints WHERE name = $1")
+            .bind(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME)
+            .fetch_optional(pool)
+            .await?;
+    Ok(applied.unwrap_or(0))
+}
+
+/// How far behind the log head the relay and the two slowest consumers were, in events.
+async fn lag_snapshot(pool: &PgPool, namespace: &str) -> anyhow::Result<String> {
+    let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
+        .fetch_one(pool)
+        .await?;
+    let relay: Option<i64> =
+        sqlx::query_scalar("SELECT global_position FROM relay_cursors WHERE name = $1")
+            .bind(namespace)
+            .fetch_optional(pool)
+            .await?;
+    let consumers: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT name, global_position FROM consumer_checkpoints ORDER BY global_position LIMIT 2",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut text = format!("relay {}", head - relay.unwrap_or(0));
+    for (name, position) in consumers {
+        text.push_str(&format!(", {name} {}", head - position));
+    }
+    Ok(text)
+}
 
 /// Runs the scenario.
 pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    ctx.progress("not written yet");
-    Ok(Vec::new())
+    let platform = Platform::start(ctx, CUSTOMERS).await?;
+    let result = measure(ctx, &platform).await;
+    platform.stop().await?;
+    result
+}
+
+/// The admin's category and products (through HTTP), and the customers (command side).
+async fn open_shop(platform: &Platform, tracker: Arc<Tracker>) -> anyhow::Result<Shop> {
+    let base = platform.base.clone();
+    let (_, admin) = platform.user(Role::Admin).await?;
+    let category = post(
+        &platform.client,
+        &format!("{base}/api/v1/categories"),
+        &admin,
+        &json!({"name": format!("Bench {}", Uuid::new_v4().simple())}),
+    )
+    .await?;
+    let mut products = Vec::with_capacity(PRODUCTS);
+    for i in 0..PRODUCTS {
+        let product = post(
+            &platform.client,
+            &format!("{base}/api/v1/products"),
+            &admin,
+            &json!({"name": format!("Checkout item {i}"), "description": "bench", "price": 19.99,
+                    "category_id": category["data"]["id"], "initial_stock": 1_000_000}),
+        )
+        .await?;
+        let id = product["data"]["id"].as_str().context("no product id")?;
+        products.push(id.parse()?);
+    }
+    let mut tokens = Vec::with_capacity(CUSTOMERS);
+    for _ in 0..CUSTOMERS {
+        tokens.push(platform.user(Role::Customer).await?.1);
+    }
+    Ok(Shop {
+        client: platform.client.clone(),
+        base,
+        tokens,
+        products,
+        tracker,
+    })
+}
+
+async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
+    let tracker = Arc::new(Tracker::default());
+    let shop = Arc::new(open_shop(platform, Arc::clone(&tracker)).await?);
+    ctx.progress(&format!("{PRODUCTS} products, {CUSTOMERS} customers ready"));
+
+    let health = {
+        let client = platform.client.clone();
+        let url = format!("{}/health", platform.base);
+        closed_loop(
+            ctx,
+            "GET /health",
+            CUSTOMERS,
+            ctx.pick(Duration::from_secs(4), Duration::from_secs(15)),
+            move |_| {
+                let (client, url) = (client.clone(), url.clone());
+                async move { get_ok(&client, &url).await.map(|()| Vec::new()) }
+            },
+        )
+        .await
+        .checked("GET /health")?
+    };
+    let health_name = format!("GET /health (no DB), {CUSTOMERS} conns");
+
+    let stop_polling = CancellationToken::new();
+    let poller = tokio::spawn(Arc::clone(&tracker).poll(ctx.pool(2).await?, stop_polling.clone()));
+    let result = phases(ctx, platform, &shop).await;
+    stop_polling.cancel();
+    poller.await?;
+    let (full, lag, half_rate, half, half_confirm) = result?;
+    let poll_errors = tracker.poll_errors.load(Ordering::Relaxed);
+
+    let rate = |load: &Load| load.ops as f64 / load.elapsed.as_secs_f64();
+    let half_place_p99 = ms(half.part(0), 99.0);
+    let row =
+        |variant: String, unit: &str, load: &Load, samples: &[Duration]| {
+            Row::measured("checkout", &variant, unit, load.ops, load.elapsed, samples)
+                .with_baseline(&health_name, health.ops, health.elapsed, &health.samples)
+        };
+    Ok(vec![
+        row(
+            format!("place+pay → CONFIRMED, {CUSTOMERS} customers"),
+            "orders/s",
+            &full,
+            &full.samples,
+        )
+        .with_target("≥ 200 confirmed orders/s", rate(&full) >= 200.0)
+        .with_note(format!(
+            "latency = POST /orders start → CONFIRMED in orders.orders (polled every {} ms); \
+             {lag}; poll errors {poll_errors}{}{}; /health{}",
+            POLL_EVERY.as_millis(),
+            full.error_note(),
+            full.cpu_note(),
+            health.cpu_note()
+        )),
+        row(
+            format!("POST /orders, {CUSTOMERS} customers"),
+            "orders/s",
+            &full,
+            full.part(0),
+        )
+        .with_note("each customer waits for its order's confirmation before the next"),
+        row(
+            format!("POST /payments, {CUSTOMERS} customers"),
+            "payments/s",
+            &full,
+            full.part(1),
+        ),
+        row(
+            format!("POST /orders at half rate ({half_rate:.0}/s)"),
+            "orders/s",
+            &half,
+            half.part(0),
+        )
+        .with_target(
+            "POST /orders p99 < 50 ms at half rate",
+            half_place_p99 < 50.0,
+        )
+        .with_note(format!(
+            "open loop; POST /payments p50 {:.1} / p99 {:.1} ms; place→CONFIRMED p50 {:.1} / \
+             p99 {:.1} ms ({} of {} confirmed){}",
+            ms(half.part(1), 50.0),
+            ms(half.part(1), 99.0),
+            ms(&half_confirm, 50.0),
+            ms(&half_confirm, 99.0),
+            half_confirm.len(),
+            half.ops,
+            half.error_note()
+        )),
+    ])
+}
+
+/// Phase 1 (closed loop, waiting for confirmation), the lag it left, then phase 2 (open loop at
+/// half the confirmed rate) and its confirmation latencies.
+async fn phases(
+    ctx: &Ctx,
+    platform: &Platform,
+    shop: &Arc<Shop>,
+) -> anyhow::Result<(Load, String, f64, Load, Vec<Duration>)> {
+    let saga_before = saga_applied(&platform.pool).await?;
+    let full = {
+        let shop = Arc::clone(shop);
+        closed_loop(
+            ctx,
+            "checkout",
+            CUSTOMERS,
+            ctx.pick(Duration::from_secs(15), Duration::from_secs(60)),
+            move |customer| {
+                let shop = Arc::clone(&shop);
+                async move { shop.checkout(customer, true).await }
+            },
+        )
+        .await
+        .checked("checkout")?
+    };
+    let saga_events = saga_applied(&platform.pool).await? - saga_before;
+    let confirmed_rate = full.ops as f64 / full.elapsed.as_secs_f64();
+    let lag = format!(
+        "saga applied {saga_events} events ({:.0}/s, {:.1} per order); lag behind the log head \
+         at the end (events): {}",
+        saga_events as f64 / full.elapsed.as_secs_f64(),
+        saga_events as f64 / full.ops as f64,
+        lag_snapshot(&platform.pool, &platform.settings.broker.namespace).await?
+    );
+    ctx.progress(&format!(
+        "checkout: {} confirmed ({confirmed_rate:.1}/s), p99 {:.0} ms; {lag}",
+        full.ops,
+        ms(&full.samples, 99.0)
+    ));
+    shop.tracker.take_confirmed();
+
+    let half_rate = confirmed_rate / 2.0;
+    let half = {
+        let shop = Arc::clone(shop);
+        paced(
+            ctx,
+            half_rate,
+            ctx.pick(Duration::from_secs(8), Duration::from_secs(30)),
+            move |customer| {
+                let shop = Arc::clone(&shop);
+                async move { shop.checkout(customer, false).await }
+            },
+        )
+        .await
+        .checked("checkout at half rate")?
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shop.tracker.outstanding() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let half_confirm = shop.tracker.take_confirmed();
+    Ok((full, lag, half_rate, half, half_confirm))
+}
+
+/// Starts `op` at `rate` per second for `duration` (open loop: a slow answer does not delay the
+/// next start), customers in turn.
+async fn paced<F, Fut>(ctx: &Ctx, rate: f64, duration: Duration, op: F) -> Load
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<Vec<Duration>>> + Send + 'static,
+{
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.1)));
+    let started = Instant::now();
+    let mut last_progress = started;
+    let mut set = JoinSet::new();
+    let mut total = Load::default();
+    let mut started_ops = 0;
+    while started.elapsed() < duration {
+        interval.tick().await;
+        let run = op(started_ops);
+        set.spawn(async move {
+            let t = Instant::now();
+            (run.await, t.elapsed())
+        });
+        started_ops += 1;
+        while let Some(joined) = set.try_join_next() {
+            total.joined(joined);
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            ctx.progress(&format!(
+                "checkout at {rate:.1}/s: {started_ops} started, {} in flight",
+                set.len()
+            ));
+        }
+    }
+    while let Some(joined) = set.join_next().await {
+        total.joined(joined);
+    }
+    total.elapsed = started.elapsed();
+    total
 }
