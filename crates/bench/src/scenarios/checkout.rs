@@ -9,14 +9,17 @@
 //! (relay → broker → saga → order → relay → orders projection) at once, and the rate measured is
 //! what the pipeline confirms, not how fast HTTP can pile orders up in front of it. Figures:
 //! confirmed orders/s, place→CONFIRMED latency (from the start of `POST /orders` until the poll
-//! saw it), and p50/p99 of each POST.
+//! saw it), p50/p99 of each POST, and where the pipeline stood: events the saga applied per
+//! second, Postgres transactions per order, which consumers lagged at the end. 15 s (`--quick`)
+//! or 60 s.
 //!
 //! Phase 2, open loop: checkouts (place and pay, not waiting) started at half the phase-1 rate,
-//! paced by a timer whatever the answers take: `POST /orders` p99 at that rate.
+//! paced by a timer whatever the answers take: `POST /orders` p99 at that rate (8 s or 30 s).
 //!
 //! Baseline: the same reqwest client with the same 32 concurrent callers hitting `GET /health` on
 //! the same server (no database, no auth, same middleware stack): bare HTTP. The ratio is
-//! confirmed orders/s over bare requests/s, i.e. what the whole pipeline costs over HTTP.
+//! confirmed orders/s over bare requests/s, i.e. what the whole pipeline costs over HTTP. 4 s
+//! (`--quick`) or 15 s.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -168,14 +171,16 @@ fn ms(samples: &[Duration], p: f64) -> f64 {
     percentile(&sorted_ms(samples), p)
 }
 
-/// Events the order fulfilment saga has applied so far.
-async fn saga_applied(pool: &PgPool) -> anyhow::Result<i64> {
-    let applied: Option<i64> =
-        sqlx::query_scalar("SELECT applied FROM consumer_checkpoints WHERE name = $1")
-            .bind(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME)
-            .fetch_optional(pool)
-            .await?;
-    Ok(applied.unwrap_or(0))
+/// Events the order fulfilment saga has applied, and transactions committed in the bench
+/// database (each autocommit statement counts), so far.
+async fn counters(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT coalesce(max(applied), 0) FROM consumer_checkpoints WHERE name = $1), \
+                (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())",
+    )
+    .bind(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// How far behind the log head the relay and the two slowest consumers were, in events.
@@ -313,7 +318,7 @@ async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
             full.part(1),
         ),
         row(
-            format!("POST /orders at half rate ({half_rate:.0}/s)"),
+            "POST /orders at half the confirmed rate".to_owned(),
             "orders/s",
             &half,
             half.part(0),
@@ -323,7 +328,7 @@ async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
             half_place_p99 < 50.0,
         )
         .with_note(format!(
-            "open loop; POST /payments p50 {:.1} / p99 {:.1} ms; place→CONFIRMED p50 {:.1} / \
+            "open loop, {half_rate:.1} checkouts/s; POST /payments p50 {:.1} / p99 {:.1} ms; place→CONFIRMED p50 {:.1} / \
              p99 {:.1} ms ({} of {} confirmed){}",
             ms(half.part(1), 50.0),
             ms(half.part(1), 99.0),
@@ -343,7 +348,7 @@ async fn phases(
     platform: &Platform,
     shop: &Arc<Shop>,
 ) -> anyhow::Result<(Load, String, f64, Load, Vec<Duration>)> {
-    let saga_before = saga_applied(&platform.pool).await?;
+    let before = counters(&platform.pool).await?;
     let full = {
         let shop = Arc::clone(shop);
         closed_loop(
@@ -359,13 +364,15 @@ async fn phases(
         .await
         .checked("checkout")?
     };
-    let saga_events = saga_applied(&platform.pool).await? - saga_before;
+    let after = counters(&platform.pool).await?;
+    let (saga_events, xacts) = (after.0 - before.0, after.1 - before.1);
     let confirmed_rate = full.ops as f64 / full.elapsed.as_secs_f64();
     let lag = format!(
-        "saga applied {saga_events} events ({:.0}/s, {:.1} per order); lag behind the log head \
-         at the end (events): {}",
+        "saga applied {saga_events} events ({:.0}/s, {:.1} per order); {:.0} Postgres \
+         transactions per order; lag behind the log head at the end (events): {}",
         saga_events as f64 / full.elapsed.as_secs_f64(),
         saga_events as f64 / full.ops as f64,
+        xacts as f64 / full.ops as f64,
         lag_snapshot(&platform.pool, &platform.settings.broker.namespace).await?
     );
     ctx.progress(&format!(

@@ -2,20 +2,26 @@
 //! started in this process), each beside the raw Postgres query a hand-written service would run.
 //!
 //! Setup: 1000 products (with stock) written through the command side, then the catalog
-//! projection is waited for. Then, with 64 concurrent callers each:
+//! projection is waited for. Then, 64 concurrent callers each (HTTP 7 s / raw 4 s in `--quick`,
+//! 30 s / 20 s in a full run):
 //! - `GET /api/v1/products/{id}` for a random product, beside the raw primary-key `SELECT` of the
-//!   same row of `catalog.products` (every stored column, decoded) through a sqlx pool of 64;
+//!   same row of `catalog.products` (every stored column, decoded) through a sqlx pool of 64
+//!   (fewer only if Postgres' `max_connections` would refuse them; the row then says so);
+//! - the API's own query (`catalog::get_product`, with its joins) called directly on the server's
+//!   pool, beside the same raw `SELECT`: the read without HTTP, so the two rows split the cost
+//!   between the query and the HTTP layer;
 //! - `GET /api/v1/products?search=<word>` for a random word of the products' vocabulary (each word
 //!   is in roughly a quarter of the products), beside the raw full-text page `SELECT` on the same
-//!   GIN index (no joins, no total count) through the same pool.
+//!   GIN index (no joins, no total count) through the same raw pool.
 //!
 //! The HTTP paths include everything a client pays for: the reqwest client (64 pooled
-//! connections), the middleware stack, the read model query with its joins, JSON. The server's own
-//! pool is the platform's (20 connections); the raw side gets 64, as asked.
+//! connections), the middleware stack, the read model query with its joins, JSON. Client and
+//! server share this process and its 2 cores with Postgres, so each row's note also gives this
+//! process's CPU per operation and how busy the machine was.
 //!
 //! Also here, shared with `checkout`: [`Platform`] (the platform started in-process, users made
 //! through the command side, cleanup of its broker namespace) and [`closed_loop`] (N callers
-//! looping an operation for a while, with progress).
+//! looping an operation for a while, with progress and CPU accounting).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -147,7 +153,11 @@ async fn seed(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Uuid>> {
         .buffer_unordered(16)
         .try_collect::<()>()
         .await?;
-    let head = LogReader::new(platform.pool.clone()).head().await?;
+    // Every write above has committed; settling lets the horizon (cluster-wide, so other
+    // databases' transactions hold it back too) pass them, so `head` includes them all.
+    let log = LogReader::new(platform.pool.clone());
+    log.settle(Duration::from_secs(60)).await?;
+    let head = log.head().await?;
     ctx.progress(&format!(
         "reads: {PRODUCTS} products written, waiting for the catalog"
     ));
@@ -175,7 +185,8 @@ async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
     let ids = Arc::new(seed(ctx, platform).await?);
     let http_time = ctx.pick(Duration::from_secs(7), Duration::from_secs(30));
     let raw_time = ctx.pick(Duration::from_secs(4), Duration::from_secs(20));
-    let raw_pool = ctx.pool(CONNECTIONS as u32).await?;
+    let raw_size = raw_pool_size(ctx, platform).await?;
+    let raw_pool = ctx.pool(raw_size).await?;
     let (client, base) = (platform.client.clone(), platform.base.clone());
 
     let detail = closed_loop(ctx, "GET /products/{id}", CONNECTIONS, http_time, {
@@ -250,7 +261,7 @@ async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
     raw_pool.close().await;
 
     let rate = |l: &Load| l.ops as f64 / l.elapsed.as_secs_f64();
-    let raw_pk = format!("raw PK SELECT catalog.products, pool {CONNECTIONS}");
+    let raw_pk = format!("raw PK SELECT catalog.products, pool {raw_size}");
     let row = |variant: String, load: &Load, raw_name: &str, raw: &Load| {
         Row::measured(
             "reads",
@@ -294,7 +305,7 @@ async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
         row(
             format!("GET /products?search=<word>, {CONNECTIONS} conns"),
             &search,
-            &format!("raw tsquery page SELECT, pool {CONNECTIONS}"),
+            &format!("raw tsquery page SELECT, pool {raw_size}"),
             &raw_search,
         )
         .with_note(format!(
@@ -306,6 +317,26 @@ async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
             raw_search.cpu_note()
         )),
     ])
+}
+
+/// 64, or fewer when Postgres would refuse that many more connections (its `max_connections`
+/// is shared with the platform's own pool and whatever else runs on the server).
+async fn raw_pool_size(ctx: &Ctx, platform: &Platform) -> anyhow::Result<u32> {
+    let (max, used): (i32, i64) = sqlx::query_as(
+        "SELECT current_setting('max_connections')::int, (SELECT count(*) FROM pg_stat_activity)",
+    )
+    .fetch_one(&ctx.pool)
+    .await?;
+    let app_growth =
+        i64::from(platform.settings.max_db_connections) - i64::from(platform.pool.size());
+    let free = i64::from(max) - used - app_growth.max(0) - 5;
+    let size = free.clamp(8, CONNECTIONS as i64) as u32;
+    if size < CONNECTIONS as u32 {
+        ctx.progress(&format!(
+            "reads: raw pool of {size}, not {CONNECTIONS}: Postgres allows {max} connections, {used} in use"
+        ));
+    }
+    Ok(size)
 }
 
 fn pick(ids: &[Uuid]) -> Uuid {
@@ -460,12 +491,7 @@ impl Load {
             Ok(parts) => {
                 self.ops += 1;
                 self.samples.push(took);
-                for (i, part) in parts.into_iter().enumerate() {
-                    if self.parts.len() <= i {
-                        self.parts.resize_with(i + 1, Vec::new);
-                    }
-                    self.parts[i].push(part);
-                }
+                self.add_parts(parts.into_iter().map(|p| vec![p]));
             }
             Err(error) => {
                 self.errors += 1;
@@ -474,19 +500,21 @@ impl Load {
         }
     }
 
-    fn merge(&mut self, other: Self) {
-        self.ops += other.ops;
-        self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
-        self.samples.extend(other.samples);
-        for (i, part) in other.parts.into_iter().enumerate() {
+    fn add_parts(&mut self, parts: impl Iterator<Item = Vec<Duration>>) {
+        for (i, part) in parts.enumerate() {
             if self.parts.len() <= i {
                 self.parts.resize_with(i + 1, Vec::new);
             }
             self.parts[i].extend(part);
         }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.first_error = self.first_error.take().or(other.first_error);
+        self.samples.extend(other.samples);
+        self.add_parts(other.parts.into_iter());
     }
 
     /// Fails when nothing succeeded, with the first error.
@@ -551,7 +579,7 @@ where
 {
     let op = Arc::new(op);
     let done = Arc::new(AtomicU64::new(0));
-    let cpu_before = Cpu::now();
+    let cpu_before = cpu_ticks();
     let started = Instant::now();
     let deadline = started + duration;
     let mut set = JoinSet::new();
@@ -592,51 +620,31 @@ where
         }
     }
     total.elapsed = started.elapsed();
-    total.cpu = cpu_before.and_then(|before| Some(before.until(Cpu::now()?)));
+    total.cpu = cpu_before.zip(cpu_ticks()).map(|(b, a)| cpu_between(b, a));
     total
 }
 
-/// CPU ticks of this process (load generator and in-process server alike) and of the machine.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Cpu {
-    process: u64,
-    busy: u64,
-    total: u64,
+/// CPU ticks (at Linux's `USER_HZ`, 100/s) so far: this process (load generator and in-process
+/// server alike), and the machine's busy and total; `None` off Linux.
+fn cpu_ticks() -> Option<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let process = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let machine = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = (machine.lines().next()?.split_whitespace().skip(1).take(8))
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    Some((process, total - ticks.get(3)? - ticks.get(4)?, total))
 }
 
-impl Cpu {
-    /// Read from `/proc` (Linux; `None` elsewhere).
-    pub(super) fn now() -> Option<Self> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the command name: state is field 3, utime 14, stime 15.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let process = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        let machine = std::fs::read_to_string("/proc/stat").ok()?;
-        let ticks: Vec<u64> = machine
-            .lines()
-            .next()?
-            .split_whitespace()
-            .skip(1)
-            .take(8)
-            .filter_map(|t| t.parse().ok())
-            .collect();
-        let total: u64 = ticks.iter().sum();
-        let idle = ticks.get(3)? + ticks.get(4)?;
-        Some(Self {
-            process,
-            busy: total - idle,
-            total,
-        })
-    }
-
-    /// This process's CPU time since `self`, and the machine's busy fraction.
-    pub(super) fn until(self, later: Self) -> (Duration, f64) {
-        // Linux reports these in USER_HZ, 100 per second.
-        let process = Duration::from_millis(later.process.saturating_sub(self.process) * 10);
-        let total = later.total.saturating_sub(self.total).max(1);
-        (
-            process,
-            later.busy.saturating_sub(self.busy) as f64 / total as f64,
-        )
-    }
+/// This process's CPU time between two [`cpu_ticks`], and the machine's busy fraction.
+fn cpu_between(before: (u64, u64, u64), after: (u64, u64, u64)) -> (Duration, f64) {
+    let process = Duration::from_millis(after.0.saturating_sub(before.0) * 10);
+    let total = after.2.saturating_sub(before.2).max(1);
+    (
+        process,
+        after.1.saturating_sub(before.1) as f64 / total as f64,
+    )
 }
