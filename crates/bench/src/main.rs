@@ -10,8 +10,6 @@
 //! - [`plot`]: SVG latency distributions.
 //! - [`scenarios`]: one module per measured path.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
-// Scaffolding used by scenarios still being written.
-#![allow(dead_code)]
 
 mod ctx;
 mod plot;
