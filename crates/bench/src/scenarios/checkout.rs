@@ -207,7 +207,7 @@ async fn lag_snapshot(pool: &PgPool, namespace: &str) -> anyhow::Result<String> 
 
 /// Runs the scenario.
 pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let platform = Platform::start(ctx, CUSTOMERS).await?;
+    let platform = Platform::start(ctx, CUSTOMERS, "checkout").await?;
     let result = measure(ctx, &platform).await;
     platform.stop().await?;
     result
@@ -274,7 +274,8 @@ async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
     let health_name = format!("GET /health (no DB), {CUSTOMERS} conns");
 
     let stop_polling = CancellationToken::new();
-    let poller = tokio::spawn(Arc::clone(&tracker).poll(ctx.pool(2).await?, stop_polling.clone()));
+    let poller =
+        tokio::spawn(Arc::clone(&tracker).poll(platform.raw_pool(2).await?, stop_polling.clone()));
     let result = phases(ctx, platform, &shop).await;
     stop_polling.cancel();
     poller.await?;

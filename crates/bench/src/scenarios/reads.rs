@@ -83,7 +83,7 @@ fn word(rng: &mut impl Rng) -> &'static str {
 
 /// Runs the scenario.
 pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let platform = Platform::start(ctx, CONNECTIONS).await?;
+    let platform = Platform::start(ctx, CONNECTIONS, "reads").await?;
     let result = measure(ctx, &platform).await;
     platform.stop().await?;
     result
@@ -186,7 +186,7 @@ async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
     let http_time = ctx.pick(Duration::from_secs(7), Duration::from_secs(30));
     let raw_time = ctx.pick(Duration::from_secs(4), Duration::from_secs(20));
     let raw_size = raw_pool_size(ctx, platform).await?;
-    let raw_pool = ctx.pool(raw_size).await?;
+    let raw_pool = platform.raw_pool(raw_size).await?;
     let (client, base) = (platform.client.clone(), platform.base.clone());
 
     let detail = closed_loop(ctx, "GET /products/{id}", CONNECTIONS, http_time, {
@@ -354,13 +354,18 @@ pub(super) struct Platform {
     pub(super) settings: Settings,
     running: RunningApp,
     password_hash: String,
+    scratch: super::relay::Scratch,
 }
 
 impl Platform {
-    /// `serve` on the bench database in a fresh namespace, rate limit out of the way.
-    pub(super) async fn start(ctx: &Ctx, connections: usize) -> anyhow::Result<Self> {
+    /// `serve` on a scratch database of its own (`<bench db>_<name>`) in a fresh namespace,
+    /// rate limit out of the way. Its own database: on the shared one, a fresh namespace's relay
+    /// would republish everything earlier scenarios wrote, and the consumers would drain those
+    /// duplicates from their queues before reaching the measured traffic.
+    pub(super) async fn start(ctx: &Ctx, connections: usize, name: &str) -> anyhow::Result<Self> {
+        let scratch = super::relay::Scratch::create(ctx, name).await?;
         let namespace = ctx.fresh_namespace();
-        let settings = ctx.settings(
+        let mut settings = ctx.settings(
             &namespace,
             &[
                 ("--listen-addr", "127.0.0.1:0"),
@@ -370,8 +375,28 @@ impl Platform {
                 ("--password-memory-kib", "1024"),
             ],
         )?;
+        settings.database_url.clone_from(&scratch.url);
         let running = commerce::app::start(&settings, Parts::ALL).await?;
         let addr = running.api_addr.context("the API does not run")?;
+        // A fresh namespace means fresh consumers: they first catch up with what earlier
+        // scenarios left in the bench database. Measuring starts once they have.
+        let log = LogReader::new(running.pool.clone());
+        log.settle(Duration::from_secs(60)).await?;
+        let head = log.head().await?;
+        let mut names: Vec<&str> = commerce_projections::registry::NAMES.to_vec();
+        names.push(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME);
+        names.push(commerce_commands::process::notifications::NotificationsProcess::NAME);
+        ctx.progress("platform started; its consumers are catching up with the bench database");
+        if !commerce_projections::wait::wait_for(
+            &running.pool,
+            &names,
+            head,
+            Duration::from_secs(300),
+        )
+        .await?
+        {
+            bail!("the platform's consumers did not catch up within 300 s");
+        }
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(connections)
             .timeout(Duration::from_secs(30))
@@ -384,6 +409,7 @@ impl Platform {
             settings,
             running,
             password_hash,
+            scratch,
         })
     }
 
@@ -417,9 +443,18 @@ impl Platform {
         Ok((user_id, token))
     }
 
+    /// A pool of `size` connections on the platform's database, for raw baselines and polling.
+    pub(super) async fn raw_pool(&self, size: u32) -> anyhow::Result<PgPool> {
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(size)
+            .connect(&self.settings.database_url)
+            .await?)
+    }
+
     /// Stops the platform and deletes its exchange and queues.
     pub(super) async fn stop(self) -> anyhow::Result<()> {
         self.running.stop().await;
+        self.scratch.drop().await?;
         let broker = &self.settings.broker;
         let connection = broker.connect("bench-cleanup").await?;
         let channel = connection.create_channel().await?;
