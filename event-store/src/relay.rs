@@ -217,7 +217,10 @@ async fn publish_batch(
     Ok(())
 }
 
-fn properties(event: &StoredEvent) -> BasicProperties {
+/// The AMQP properties the relay publishes `event` with: persistent, JSON, message id = event
+/// id, and the position, aggregate, version, type, correlation and time as headers. Public so a
+/// benchmark can publish raw messages identical to the relay's.
+pub fn properties(event: &StoredEvent) -> BasicProperties {
     let mut headers = FieldTable::default();
     let text = |s: &str| AMQPValue::LongString(LongString::from(s));
     headers.insert("position".into(), text(&event.position.token()));

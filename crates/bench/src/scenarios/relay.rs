@@ -20,16 +20,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chrono::SecondsFormat;
 use commerce_event_store::relay::{relay_cursor, POSITION_MARKER_KEY};
-use commerce_event_store::{
-    BrokerConfig, LogReader, Position, QueueType, Relay, RelayConfig, StoredEvent,
-};
+use commerce_event_store::{BrokerConfig, LogReader, Position, QueueType, Relay, RelayConfig};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions,
     QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgPool};
@@ -311,7 +308,7 @@ async fn prepare_messages(log: &LogReader, batch_size: i64) -> anyhow::Result<Ve
             batch.push((
                 event.routing_key(),
                 serde_json::to_vec(event)?,
-                properties(event),
+                commerce_event_store::relay::properties(event),
             ));
         }
         batch.push((
@@ -324,35 +321,4 @@ async fn prepare_messages(log: &LogReader, batch_size: i64) -> anyhow::Result<Ve
         ));
         batches.push(batch);
     }
-}
-
-/// The properties the relay sets (a copy of its private `properties`).
-fn properties(event: &StoredEvent) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
-    headers.insert("position".into(), text(&event.position.token()));
-    headers.insert("aggregate_type".into(), text(&event.aggregate_type));
-    headers.insert("aggregate_id".into(), text(&event.aggregate_id));
-    headers.insert("version".into(), AMQPValue::LongLongInt(event.sequence));
-    headers.insert("event_type".into(), text(&event.event_type));
-    headers.insert(
-        "correlation_id".into(),
-        text(&event.metadata.correlation_id),
-    );
-    headers.insert(
-        "recorded_at".into(),
-        text(
-            &event
-                .recorded_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
-        ),
-    );
-    BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(ShortString::from(event.event_id.to_string()))
-        .with_correlation_id(ShortString::from(event.metadata.correlation_id.as_str()))
-        .with_type(ShortString::from(event.event_type.as_str()))
-        .with_timestamp(u64::try_from(event.recorded_at.timestamp()).unwrap_or(0))
-        .with_headers(headers)
 }
