@@ -25,6 +25,25 @@ pub trait Projection: Send + Sync + 'static {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Applies `events`, in order, with the same result as [`Projection::apply`] on each in turn,
+    /// whatever the batch boundaries and however aggregates interleave, events already applied
+    /// included. A rebuild calls it per batch of the log; an override writes a batch in a handful
+    /// of statements instead of one or more per event. The caller's transaction must be the only
+    /// writer of the read model meanwhile (an override may read rows, fold in memory and write
+    /// them back). The default applies one by one.
+    fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&StoredEvent],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            for event in events {
+                self.apply(conn, event).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Points the current transaction's `search_path` at `schema`.

@@ -7,6 +7,10 @@
 //! applies the last events, and either swaps the schemas and moves the cursor (a rebuild) or
 //! compares both schemas row for row (a verification). Progress is written to the checkpoint row
 //! as a heartbeat, so `projections status` shows `REBUILDING` with how far it got.
+//!
+//! The log is read in batches; each batch's wanted events go to [`Projection::apply_batch`] in one
+//! transaction while the next batch is read. A batch that fails is redone one event at a time, so
+//! the error names its event.
 
 use std::time::{Duration, Instant};
 
@@ -139,18 +143,34 @@ pub async fn rebuild<P: Projection>(
         let mut events = 0_i64;
         let mut applied = 0_i64;
         let mut last_report = Instant::now();
+        let mut batch = log.read_after(cursor, BATCH).await?;
         loop {
-            let batch = log.read_after(cursor, BATCH).await?;
             let caught_up = (batch.len() as i64) < BATCH;
-            if !batch.is_empty() {
-                let mut tx = pool.begin().await?;
-                // A replay's writes can be redone from the log: no need to wait for the WAL flush.
-                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-                use_schema(&mut tx, &shadow).await?;
-                applied += apply_all(projection, &config, &mut tx, &batch).await?;
-                tx.commit().await?;
+            if let Some(last) = batch.last().map(|e| e.position) {
+                // The next batch is read while this one is applied: the log is append-only and
+                // the reader's cursor is already known, so the two cannot interfere.
+                let read_next = async {
+                    if caught_up {
+                        Ok(Vec::new())
+                    } else {
+                        log.read_after(last, BATCH).await
+                    }
+                };
+                let apply = async {
+                    let mut tx = pool.begin().await?;
+                    // A replay's writes can be redone from the log: no need to wait for the WAL
+                    // flush.
+                    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+                    use_schema(&mut tx, &shadow).await?;
+                    let applied = apply_all(projection, &config, &mut tx, &batch).await?;
+                    tx.commit().await?;
+                    Ok::<_, RebuildError>(applied)
+                };
+                let (next, done) = tokio::join!(read_next, apply);
+                applied += done?;
                 events += batch.len() as i64;
-                cursor = batch.last().map_or(cursor, |e| e.position);
+                cursor = last;
+                batch = next?;
             }
             if last_report.elapsed() >= Duration::from_secs(1) || caught_up {
                 last_report = Instant::now();
@@ -236,25 +256,54 @@ pub async fn rebuild<P: Projection>(
     result
 }
 
+/// Applies the events of `batch` that `config` wants as one [`Projection::apply_batch`]. If the
+/// batch fails, it is rolled back to a savepoint and applied again one event at a time, so an error
+/// names the event that caused it.
 async fn apply_all<P: Projection>(
     projection: &P,
     config: &ConsumerConfig,
     conn: &mut PgConnection,
     batch: &[StoredEvent],
 ) -> Result<i64, RebuildError> {
-    let mut applied = 0;
-    for event in batch.iter().filter(|e| config.wants(e)) {
-        projection
-            .apply(conn, event)
-            .await
-            .map_err(|e: HandlerError| RebuildError::Handler {
-                position: event.position,
-                event_type: event.event_type.clone(),
-                error: e.to_string(),
-            })?;
-        applied += 1;
+    let wanted: Vec<&StoredEvent> = batch.iter().filter(|e| config.wants(e)).collect();
+    let Some(first) = wanted.first().map(|e| e.position) else {
+        return Ok(0);
+    };
+    sqlx::query("SAVEPOINT apply_batch")
+        .execute(&mut *conn)
+        .await?;
+    match projection.apply_batch(conn, &wanted).await {
+        Ok(()) => {
+            sqlx::query("RELEASE SAVEPOINT apply_batch")
+                .execute(&mut *conn)
+                .await?;
+        }
+        Err(batch_error) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT apply_batch")
+                .execute(&mut *conn)
+                .await?;
+            for event in &wanted {
+                projection
+                    .apply(conn, event)
+                    .await
+                    .map_err(|e: HandlerError| RebuildError::Handler {
+                        position: event.position,
+                        event_type: event.event_type.clone(),
+                        error: e.to_string(),
+                    })?;
+            }
+            // One by one is the reference result, so the replay goes on; a batch that fails where
+            // single events do not is a bug of the projection's `apply_batch`.
+            tracing::warn!(
+                projection = P::NAME,
+                from = %first,
+                events = wanted.len(),
+                error = %batch_error,
+                "a batch failed but its events applied one by one"
+            );
+        }
     }
-    Ok(applied)
+    Ok(wanted.len() as i64)
 }
 
 async fn tables(conn: impl sqlx::PgExecutor<'_>, schema: &str) -> Result<Vec<String>, sqlx::Error> {

@@ -8,7 +8,11 @@
 //! after them), never recomputed. Ratings are kept as an integer sum and count; the average is
 //! computed when read (see [`RatingView`]). A product's `updated_at` is its last `Product` event:
 //! stock and rating changes do not touch it.
+//!
+//! `batch.rs` applies a rebuild's batch with the same result in a few bulk statements;
+//! `queries.rs` holds the views and the queries the API calls.
 
+mod batch;
 mod queries;
 
 use commerce_domain::category::CategoryEvent;
@@ -60,6 +64,14 @@ impl Projection for CatalogProjection {
             "Review" => apply_review(conn, event).await,
             _ => Ok(()),
         }
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&StoredEvent],
+    ) -> Result<(), HandlerError> {
+        batch::apply(conn, events).await
     }
 }
 
@@ -158,14 +170,21 @@ async fn apply_category(conn: &mut PgConnection, event: &StoredEvent) -> Result<
     Ok(())
 }
 
-/// Upserts the levels an inventory event states; `None` keeps the current value (a commit does not
-/// change `available`). Guarded by the event's sequence: an older event never wins.
+/// The levels an inventory event states (they are the levels after it).
+struct StockLevels {
+    product_id: uuid::Uuid,
+    /// `None`: unchanged (a commit does not change `available`).
+    available: Option<i64>,
+    reserved: i64,
+}
+
+/// Upserts the levels an inventory event states; `None` keeps the current value. Guarded by the
+/// event's sequence: an older event never wins. `batch.rs` folds the same upsert in memory: keep
+/// them in step.
 async fn set_stock(
     conn: &mut PgConnection,
     event: &StoredEvent,
-    product_id: uuid::Uuid,
-    available: Option<i64>,
-    reserved: i64,
+    levels: StockLevels,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO stock (product_id, available, reserved, version) \
@@ -174,23 +193,30 @@ async fn set_stock(
            available = coalesce($2, stock.available), reserved = $3, version = $4 \
          WHERE stock.version < $4",
     )
-    .bind(product_id)
-    .bind(available)
-    .bind(reserved)
+    .bind(levels.product_id)
+    .bind(levels.available)
+    .bind(levels.reserved)
     .bind(event.sequence)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-async fn apply_inventory(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), HandlerError> {
-    match event.payload_as::<InventoryEvent>()? {
+/// The levels an inventory event states; `None` for an event that changes none.
+fn stock_levels(event: InventoryEvent) -> Option<StockLevels> {
+    let (product_id, available, reserved) = match event {
         InventoryEvent::StockAdjusted {
             product_id,
             available_after,
             reserved,
             ..
-        } => set_stock(conn, event, product_id, Some(available_after), reserved).await?,
+        }
+        | InventoryEvent::StockReturned {
+            product_id,
+            available_after,
+            reserved,
+            ..
+        } => (product_id, Some(available_after), reserved),
         InventoryEvent::StockReserved {
             product_id,
             available_after,
@@ -202,29 +228,25 @@ async fn apply_inventory(conn: &mut PgConnection, event: &StoredEvent) -> Result
             available_after,
             reserved_after,
             ..
-        } => {
-            set_stock(
-                conn,
-                event,
-                product_id,
-                Some(available_after),
-                reserved_after,
-            )
-            .await?
-        }
+        } => (product_id, Some(available_after), reserved_after),
         InventoryEvent::StockCommitted {
             product_id,
             reserved_after,
             ..
-        } => set_stock(conn, event, product_id, None, reserved_after).await?,
-        InventoryEvent::StockReturned {
-            product_id,
-            available_after,
-            reserved,
-            ..
-        } => set_stock(conn, event, product_id, Some(available_after), reserved).await?,
+        } => (product_id, None, reserved_after),
         // Changes nothing; not bound, but harmless if it ever arrives.
-        InventoryEvent::StockReservationRejected { .. } => {}
+        InventoryEvent::StockReservationRejected { .. } => return None,
+    };
+    Some(StockLevels {
+        product_id,
+        available,
+        reserved,
+    })
+}
+
+async fn apply_inventory(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), HandlerError> {
+    if let Some(levels) = stock_levels(event.payload_as::<InventoryEvent>()?) {
+        set_stock(conn, event, levels).await?;
     }
     Ok(())
 }

@@ -6,14 +6,18 @@
 //! payment status follows the aggregate's rule: only refunds of the payment that paid the order
 //! change it (a capture that landed after cancellation leaves the order `UNPAID`).
 //!
+//! `batch.rs` applies a rebuild's batch with the same result in a few bulk statements;
 //! `queries.rs` holds the views and the queries the API calls.
 
+mod batch;
 mod queries;
 
 use chrono::{DateTime, Utc};
 use commerce_domain::order::{
-    CancellationReason, OrderEvent, OrderPaymentStatus, OrderStatus, StockStatus,
+    CancellationReason, OrderEvent, OrderLineItem, OrderPaymentStatus, OrderStatus,
+    ShippingAddress, StockStatus,
 };
+use commerce_domain::Money;
 use commerce_event_store::{HandlerError, StoredEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -91,7 +95,8 @@ impl Change {
     }
 
     /// Applies the change to order `order_id` at aggregate version `version`, unless the row
-    /// already reflects that version.
+    /// already reflects that version. `batch.rs` folds the same update in memory: keep them in
+    /// step.
     async fn apply(
         self,
         conn: &mut PgConnection,
@@ -125,20 +130,28 @@ impl Change {
     }
 }
 
-impl Projection for OrdersProjection {
-    const NAME: &'static str = "orders";
+/// What one order event does to the read model.
+enum Effect {
+    /// Inserts the order and its lines, unless they exist.
+    Place(Box<Placed>),
+    /// Changes an existing order (see [`Change::apply`]).
+    Change(Uuid, Change),
+}
 
-    fn bindings() -> Vec<String> {
-        vec!["Order.*".to_owned()]
-    }
+/// The order an `OrderPlaced` inserts.
+struct Placed {
+    order_id: Uuid,
+    user_id: Uuid,
+    lines: Vec<OrderLineItem>,
+    total: Money,
+    shipping_address: ShippingAddress,
+    payment_method: String,
+}
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        event: &StoredEvent,
-    ) -> Result<(), HandlerError> {
-        let (at, version) = (event.recorded_at, event.sequence);
-        let (order_id, change) = match event.payload_as::<OrderEvent>()? {
+impl Effect {
+    /// The same mapping serves [`Projection::apply`] and the batch, so both change the same fields.
+    fn of(event: OrderEvent) -> Self {
+        let (order_id, change) = match event {
             OrderEvent::OrderPlaced {
                 order_id,
                 user_id,
@@ -148,43 +161,14 @@ impl Projection for OrdersProjection {
                 payment_method,
                 ..
             } => {
-                sqlx::query(
-                    "INSERT INTO orders (id, user_id, status, stock_status, payment_status, \
-                       total_amount, currency, shipping_address, payment_method, version, \
-                       created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(order_id)
-                .bind(user_id)
-                .bind(status_name(OrderStatus::Pending))
-                .bind(stock_name(StockStatus::Pending))
-                .bind(payment_name(OrderPaymentStatus::Unpaid))
-                .bind(total.amount_minor)
-                .bind(total.currency.as_str())
-                .bind(sqlx::types::Json(&shipping_address))
-                .bind(payment_method)
-                .bind(version)
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
-                for (line_no, line) in (1_i32..).zip(&lines) {
-                    sqlx::query(
-                        "INSERT INTO order_items (order_id, line_no, product_id, product_name, \
-                           quantity, price, subtotal) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (order_id, line_no) DO NOTHING",
-                    )
-                    .bind(order_id)
-                    .bind(line_no)
-                    .bind(line.product_id)
-                    .bind(&line.product_name)
-                    .bind(i64::from(line.quantity))
-                    .bind(line.unit_price.amount_minor)
-                    .bind(line.subtotal.amount_minor)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                return Ok(());
+                return Self::Place(Box::new(Placed {
+                    order_id,
+                    user_id,
+                    lines,
+                    total,
+                    shipping_address,
+                    payment_method,
+                }))
             }
             OrderEvent::OrderStockReserved { order_id, .. }
             | OrderEvent::OrderStockReservedAfterCancellation { order_id, .. } => {
@@ -254,7 +238,74 @@ impl Projection for OrdersProjection {
                 },
             ),
         };
-        change.apply(conn, order_id, version, at).await?;
+        Self::Change(order_id, change)
+    }
+}
+
+impl Projection for OrdersProjection {
+    const NAME: &'static str = "orders";
+
+    fn bindings() -> Vec<String> {
+        vec!["Order.*".to_owned()]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), HandlerError> {
+        let (at, version) = (event.recorded_at, event.sequence);
+        let placed = match Effect::of(event.payload_as::<OrderEvent>()?) {
+            Effect::Change(order_id, change) => {
+                change.apply(conn, order_id, version, at).await?;
+                return Ok(());
+            }
+            Effect::Place(placed) => placed,
+        };
+        sqlx::query(
+            "INSERT INTO orders (id, user_id, status, stock_status, payment_status, \
+               total_amount, currency, shipping_address, payment_method, version, \
+               created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(placed.order_id)
+        .bind(placed.user_id)
+        .bind(status_name(OrderStatus::Pending))
+        .bind(stock_name(StockStatus::Pending))
+        .bind(payment_name(OrderPaymentStatus::Unpaid))
+        .bind(placed.total.amount_minor)
+        .bind(placed.total.currency.as_str())
+        .bind(sqlx::types::Json(&placed.shipping_address))
+        .bind(&placed.payment_method)
+        .bind(version)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+        for (line_no, line) in (1_i32..).zip(&placed.lines) {
+            sqlx::query(
+                "INSERT INTO order_items (order_id, line_no, product_id, product_name, \
+                   quantity, price, subtotal) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (order_id, line_no) DO NOTHING",
+            )
+            .bind(placed.order_id)
+            .bind(line_no)
+            .bind(line.product_id)
+            .bind(&line.product_name)
+            .bind(i64::from(line.quantity))
+            .bind(line.unit_price.amount_minor)
+            .bind(line.subtotal.amount_minor)
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&StoredEvent],
+    ) -> Result<(), HandlerError> {
+        batch::apply(conn, events).await
     }
 }

@@ -157,25 +157,7 @@ impl Harness {
 
     /// Every row of every table of schema `name`, as JSON text, sorted: a comparable dump.
     pub async fn dump(&self, schema: &str) -> Vec<String> {
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
-        )
-        .bind(schema)
-        .fetch_all(&self.pool)
-        .await
-        .unwrap();
-        let mut rows = Vec::new();
-        for t in tables {
-            let mut r: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT '{t}:' || to_jsonb(x)::text FROM \"{schema}\".\"{t}\" x"
-            ))
-            .fetch_all(&self.pool)
-            .await
-            .unwrap();
-            rows.append(&mut r);
-        }
-        rows.sort();
-        rows
+        dump(&self.pool, schema).await
     }
 
     pub async fn shutdown(mut self) {
@@ -258,4 +240,28 @@ pub async fn assert_each_apply_is_idempotent<P: Projection>(h: &Harness, p: &P) 
         .unwrap();
     apply_log_directly(&h.pool, p, Reapply::Forwards { times: 2 }).await;
     assert_eq!(h.dump(P::NAME).await, once);
+}
+
+/// Every row of every table of schema `schema`, as JSON text prefixed by the table's name, sorted:
+/// a comparable dump.
+pub async fn dump(pool: &PgPool, schema: &str) -> Vec<String> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut rows = Vec::new();
+    for t in tables {
+        let mut r: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT '{t}:' || to_jsonb(x)::text FROM \"{schema}\".\"{t}\" x"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        rows.append(&mut r);
+    }
+    rows.sort();
+    rows
 }
