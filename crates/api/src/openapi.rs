@@ -1,7 +1,13 @@
 //! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations as the
 //! routers are built (utoipa-axum), so a routed operation cannot be missing from it.
+//!
+//! Answers that the layers around every handler give (rate limit, timeout, body and path
+//! rejections, the bearer check) are added to each operation by [`add_common_responses`], so the
+//! document describes every status a client can receive, not only those a handler returns.
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// Title, version, tags and the bearer scheme; paths are added by the routers.
@@ -40,5 +46,63 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".to_owned());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Adds to every operation the error answers of the layers around it, where the operation does
+/// not document them already: 429 and 503 everywhere (rate limit; timeout or a dependency down),
+/// 400 where there are parameters or a body to reject, 413 and 415 where there is a JSON body,
+/// 401 where a bearer token is required.
+pub fn add_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            add_to(operation);
+        }
+    }
+}
+
+fn add_to(operation: &mut Operation) {
+    let has_body = operation.request_body.is_some();
+    let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut statuses: Vec<(&str, &str)> = vec![
+        ("429", "Rate limited: retry after `Retry-After` seconds"),
+        (
+            "503",
+            "A dependency is down, the request took too long, or the server is overloaded",
+        ),
+    ];
+    if has_body || has_parameters {
+        statuses.push(("400", "Malformed or invalid input"));
+    }
+    if has_body {
+        statuses.push(("413", "Request body larger than 1 MiB"));
+        statuses.push(("415", "Request body is not `application/json`"));
+    }
+    if secured {
+        statuses.push(("401", "Missing, invalid or expired bearer token"));
+    }
+    for (status, description) in statuses {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                    )
+                    .build()
+                    .into()
+            });
     }
 }

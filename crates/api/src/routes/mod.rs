@@ -45,7 +45,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(payment_methods::router())
         .merge(notifications::router())
         .merge(admin::router());
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1);
+    crate::openapi::add_common_responses(api.get_openapi_mut());
+    api
 }
 
 /// The generated OpenAPI document.
