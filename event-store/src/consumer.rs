@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -27,6 +27,15 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Applies events to a read model or reacts to them (process managers).
 pub trait EventHandler: Send + Sync + 'static {
+    /// Prepares a transaction once, before its first event (e.g. sets its `search_path`).
+    fn begin(
+        &self,
+        conn: &mut PgConnection,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = conn;
+        async { Ok(()) }
+    }
+
     /// Applies `event` using `conn`, which is inside the transaction that also advances the
     /// cursor: commit and rollback are the consumer's. Only events matching the bindings arrive.
     fn handle(
@@ -34,6 +43,21 @@ pub trait EventHandler: Send + Sync + 'static {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Applies `events` in order, with the same effect as [`EventHandler::handle`] on each in
+    /// turn. The consumer's transaction is the only writer meanwhile. The default is one by one.
+    fn handle_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&StoredEvent],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            for event in events {
+                self.handle(conn, event).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// What a consumer is called, what it listens to and how hard it tries.
@@ -221,55 +245,99 @@ impl<H: EventHandler> DurableConsumer<H> {
                 () = shutdown.cancelled() => break Ok(()),
                 next = deliveries.next() => next,
             };
-            let delivery = match next {
+            let mut run = match next {
                 None => {
                     break Err(SessionError::Other(
                         "the broker cancelled the consumer".into(),
                     ))
                 }
                 Some(Err(e)) => break Err(e.into()),
-                Some(Ok(delivery)) => delivery,
+                Some(Ok(delivery)) => vec![delivery],
             };
-            match self.on_delivery(&delivery, shutdown).await {
-                Ok(()) => delivery.ack(BasicAckOptions::default()).await?,
+            // Whatever else is already waiting goes into the same transaction and the same ack.
+            let mut interrupted = None;
+            while run.len() < usize::from(self.config.prefetch.max(1)) {
+                match deliveries.next().now_or_never() {
+                    Some(Some(Ok(delivery))) => run.push(delivery),
+                    Some(Some(Err(e))) => {
+                        interrupted = Some(SessionError::from(e));
+                        break;
+                    }
+                    Some(None) => {
+                        interrupted = Some(SessionError::Other(
+                            "the broker cancelled the consumer".into(),
+                        ));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let Some(last) = run.last() else { continue };
+            match self.on_deliveries(&run, shutdown).await {
+                Ok(()) => {
+                    last.acker.ack(BasicAckOptions { multiple: true }).await?;
+                }
                 Err(e) => {
-                    // Leave it in the queue; the next session (or a standby) sees it again.
-                    let _ = delivery
+                    // Leave them in the queue; the next session (or a standby) sees them again.
+                    let _ = last
+                        .acker
                         .nack(BasicNackOptions {
+                            multiple: true,
                             requeue: true,
-                            ..BasicNackOptions::default()
                         })
                         .await;
                     break Err(e);
                 }
-            };
+            }
+            if let Some(e) = interrupted {
+                break Err(e);
+            }
         };
         let _ = connection.close(200, "consumer session ended".into()).await;
         result
     }
 
-    async fn on_delivery(
+    /// Applies a run of deliveries in one transaction; if a handler refuses, one by one with
+    /// retries, so the failing event is isolated and named.
+    async fn on_deliveries(
         &self,
-        delivery: &Delivery,
+        run: &[Delivery],
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
-        if delivery.routing_key.as_str() == POSITION_MARKER_KEY {
-            // Everything up to this position that matches our bindings came before it in the queue.
-            let Ok(position) = serde_json::from_slice::<Position>(&delivery.data) else {
-                tracing::warn!(consumer = %self.config.name, "ignored a malformed position marker");
-                return Ok(());
-            };
-            let mut tx = self.pool.begin().await?;
-            if checkpoint::lock(&mut tx, &self.config.name).await? < position {
-                checkpoint::advance(&mut tx, &self.config.name, position, 0).await?;
+        let mut events = Vec::with_capacity(run.len());
+        let mut marker: Option<Position> = None;
+        for delivery in run {
+            if delivery.routing_key.as_str() == POSITION_MARKER_KEY {
+                // Everything up to this position that matches our bindings came before it.
+                match serde_json::from_slice::<Position>(&delivery.data) {
+                    Ok(position) => marker = marker.max(Some(position)),
+                    Err(_) => tracing::warn!(
+                        consumer = %self.config.name, "ignored a malformed position marker"
+                    ),
+                }
+                continue;
             }
-            tx.commit().await?;
-            return Ok(());
+            match serde_json::from_slice::<StoredEvent>(&delivery.data) {
+                Ok(event) => events.push(event),
+                // Not one of the relay's messages: resynchronise from the log rather than guess.
+                Err(e) => return Err(SessionError::Other(format!("undecodable message: {e}"))),
+            }
         }
-        match serde_json::from_slice::<StoredEvent>(&delivery.data) {
-            Ok(event) => self.apply_with_retry(&event, shutdown).await,
-            // Not one of the relay's messages: resynchronise from the log rather than guess.
-            Err(e) => Err(SessionError::Other(format!("undecodable message: {e}"))),
+        match self.apply(&events, marker).await {
+            Ok(()) => Ok(()),
+            Err(ApplyError::Store(e)) => Err(e.into()),
+            Err(ApplyError::Handler(_)) => {
+                for event in &events {
+                    self.apply_with_retry(event, shutdown).await?;
+                }
+                if marker.is_some() {
+                    self.apply(&[], marker).await.map_err(|e| match e {
+                        ApplyError::Store(e) => SessionError::from(e),
+                        ApplyError::Handler(e) => SessionError::Other(e.to_string()),
+                    })?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -283,7 +351,7 @@ impl<H: EventHandler> DurableConsumer<H> {
             if batch.is_empty() {
                 return Ok(());
             }
-            match self.apply(&batch).await {
+            match self.apply(&batch, None).await {
                 Ok(()) => {}
                 Err(ApplyError::Store(e)) => return Err(e.into()),
                 // Isolate the failing event: apply one by one, with retries.
@@ -296,27 +364,41 @@ impl<H: EventHandler> DurableConsumer<H> {
         }
     }
 
-    /// Applies the events of `batch` after the cursor, and advances it, in one transaction.
-    async fn apply(&self, batch: &[StoredEvent]) -> Result<(), ApplyError> {
+    /// Applies the events of `batch` after the cursor, and advances it (to `at_least` if that is
+    /// further: a position marker), in one transaction.
+    async fn apply(
+        &self,
+        batch: &[StoredEvent],
+        at_least: Option<Position>,
+    ) -> Result<(), ApplyError> {
         let name = &self.config.name;
         let mut tx = self.pool.begin().await.map_err(ApplyError::Store)?;
         let cursor = checkpoint::lock(&mut tx, name)
             .await
             .map_err(ApplyError::Store)?;
-        let mut last = cursor;
-        let mut applied = 0;
-        for event in batch.iter().filter(|e| e.position > cursor) {
-            if self.config.wants(event) {
-                self.handler
-                    .handle(&mut tx, event)
-                    .await
-                    .map_err(ApplyError::Handler)?;
-                applied += 1;
-            }
-            last = event.position;
+        let fresh: Vec<&StoredEvent> = batch.iter().filter(|e| e.position > cursor).collect();
+        let wanted: Vec<&StoredEvent> = fresh
+            .iter()
+            .copied()
+            .filter(|e| self.config.wants(e))
+            .collect();
+        let mut last = fresh.last().map_or(cursor, |e| e.position);
+        if let Some(marker) = at_least {
+            last = last.max(marker);
+        }
+        let applied = wanted.len();
+        if !wanted.is_empty() {
+            self.handler
+                .begin(&mut tx)
+                .await
+                .map_err(ApplyError::Handler)?;
+            self.handler
+                .handle_batch(&mut tx, &wanted)
+                .await
+                .map_err(ApplyError::Handler)?;
         }
         if last > cursor {
-            checkpoint::advance(&mut tx, name, last, applied)
+            checkpoint::advance(&mut tx, name, last, applied as i64)
                 .await
                 .map_err(ApplyError::Store)?;
         }
@@ -339,7 +421,7 @@ impl<H: EventHandler> DurableConsumer<H> {
         let mut backoff = Backoff::new(self.config.retry_initial, self.config.retry_max);
         let mut attempt = 0;
         loop {
-            let error = match self.apply(std::slice::from_ref(event)).await {
+            let error = match self.apply(std::slice::from_ref(event), None).await {
                 Ok(()) => return Ok(()),
                 Err(ApplyError::Store(e)) => return Err(e.into()),
                 Err(ApplyError::Handler(e)) if is_transient(&e) => {

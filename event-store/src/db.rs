@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgPool, Postgres};
 
 use crate::StoreError;
 
@@ -41,6 +41,9 @@ pub async fn create_database_if_missing(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Connections idle longer than this are pinged before use.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// A connection pool of at most `max_connections`, failing fast when Postgres is unreachable.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let options: PgConnectOptions = url.parse().map_err(|e| StoreError::Unreachable {
@@ -50,6 +53,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // A round trip on every checkout is a fifth of a short query's cost: ping only the
+        // connections that sat idle long enough to have been cut (a Postgres restart, a proxy).
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_BEFORE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .map_err(|source| StoreError::Unreachable {

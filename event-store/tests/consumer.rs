@@ -30,6 +30,8 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
 const CONSUMER: &str = "applier";
+/// The aggregate whose events take the handler a while.
+const SLOW: &str = "slow";
 
 /// Records every event it is given in `applied`, then refuses events of poisoned aggregates.
 #[derive(Debug, Clone, Copy)]
@@ -41,10 +43,14 @@ impl EventHandler for Recorder {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
+        if event.aggregate_id == SLOW {
+            // Later deliveries pile up in the consumer's buffer meanwhile.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
         // Written first: if the consumer did not roll back a failed attempt, this row would stay.
         sqlx::query(
-            "INSERT INTO applied (event_id, aggregate_type, aggregate_id, times) \
-             VALUES ($1, $2, $3, 1) \
+            "INSERT INTO applied (event_id, aggregate_type, aggregate_id, times, txid) \
+             VALUES ($1, $2, $3, 1, pg_current_xact_id()::text::bigint) \
              ON CONFLICT (event_id) DO UPDATE SET times = applied.times + 1",
         )
         .bind(event.event_id)
@@ -210,7 +216,7 @@ where
 {
     sqlx::query(
         "CREATE TABLE applied (event_id uuid PRIMARY KEY, aggregate_type text NOT NULL, \
-         aggregate_id text NOT NULL, times int NOT NULL)",
+         aggregate_id text NOT NULL, times int NOT NULL, txid bigint NOT NULL)",
     )
     .execute(&pool)
     .await
@@ -648,6 +654,61 @@ async fn two_instances_of_one_consumer_apply_each_event_once(pool: PgPool) {
         let all = log(&s.pool, 190).await;
         assert_applied_once(&s.pool, &all.iter().collect::<Vec<_>>()).await;
         assert_eq!(status.applied, 190);
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn deliveries_waiting_together_are_applied_in_one_transaction_in_order(pool: PgPool) {
+    scenario(pool, |s| async move {
+        s.start_relay();
+        s.start_consumer(fast_config(&["Thing.*"]));
+        s.wait_live_at_head().await;
+
+        // One transaction: the slow event, 60 more, then 5 the consumer is not bound to. They
+        // become visible together, the relay publishes them together (with position markers),
+        // and the slow one keeps the handler busy while the rest wait in the consumer's buffer.
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) \
+             SELECT CASE WHEN i <= 60 THEN 'Thing' ELSE 'Other' END, \
+             CASE WHEN i = 0 THEN $1 ELSE 'burst-' || i END, 1, 'Happened', '1.0', \
+             jsonb_build_object('n', i), '{\"actor\": \"test\"}'::jsonb \
+             FROM generate_series(0, 65) AS i ORDER BY i",
+        )
+        .bind(SLOW)
+        .execute(&s.pool)
+        .await
+        .expect("append the burst");
+        s.wait_relayed(66).await;
+
+        let all = log(&s.pool, 66).await;
+        let things: Vec<&StoredEvent> =
+            all.iter().filter(|e| e.aggregate_type == "Thing").collect();
+        s.wait_applied(61).await;
+        let status = s.wait_live_at_head().await;
+        assert_applied_once(&s.pool, &things).await;
+        assert_eq!(status.applied, 61);
+        assert_eq!(status.position, all.last().expect("events").position);
+
+        // Applied in log order, and the 60 that waited share a handful of transactions.
+        let txids: Vec<(Uuid, i64)> = sqlx::query_as("SELECT event_id, txid FROM applied")
+            .fetch_all(&s.pool)
+            .await
+            .expect("txids");
+        let txid_of = |id: Uuid| txids.iter().find(|(e, _)| *e == id).map(|(_, t)| *t);
+        let order: Vec<i64> = things.iter().filter_map(|e| txid_of(e.event_id)).collect();
+        assert!(
+            order.windows(2).all(|w| w[0] <= w[1]),
+            "applied out of log order: {order:?}"
+        );
+        let mut distinct = order[1..].to_vec();
+        distinct.dedup();
+        assert!(
+            distinct.len() <= 3,
+            "60 waiting deliveries took {} transactions",
+            distinct.len()
+        );
     })
     .await;
 }

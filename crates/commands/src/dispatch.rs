@@ -101,8 +101,59 @@ impl Dispatcher {
         A: Aggregate<Services = ()>,
         A::Command: Clone,
     {
+        self.timed::<A>(aggregate_id, command, metadata, None).await
+    }
+
+    /// Like [`Self::execute`] for an aggregate the caller has just made up a fresh id for (a
+    /// random UUID): the first attempt skips loading and runs against the empty state. Should the
+    /// id exist after all, the append conflicts and the command runs again against the stored
+    /// state, exactly as [`Self::execute`] would.
+    pub async fn create<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, DispatchError<A::Error>>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+    {
+        self.timed::<A>(aggregate_id, command, metadata, Some((A::default(), 0)))
+            .await
+    }
+
+    /// Like [`Self::execute`], starting from `loaded`, a state at `version` the caller has just
+    /// loaded from this store (to check the command against it). Saves the second load; should the
+    /// aggregate have moved on since, the append conflicts and the command runs again against the
+    /// stored state.
+    pub async fn execute_from<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        loaded: (A, i64),
+    ) -> Result<Executed, DispatchError<A::Error>>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+    {
+        self.timed::<A>(aggregate_id, command, metadata, Some(loaded))
+            .await
+    }
+
+    async fn timed<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        first: Option<(A, i64)>,
+    ) -> Result<Executed, DispatchError<A::Error>>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+    {
         let started = Instant::now();
-        let result = self.run::<A>(aggregate_id, command, metadata).await;
+        let result = self.run::<A>(aggregate_id, command, metadata, first).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(DispatchError::Rejected(_)) => "rejected",
@@ -119,6 +170,7 @@ impl Dispatcher {
         aggregate_id: &str,
         command: A::Command,
         metadata: &EventMetadata,
+        mut first: Option<(A, i64)>,
     ) -> Result<Executed, DispatchError<A::Error>>
     where
         A: Aggregate<Services = ()>,
@@ -128,7 +180,10 @@ impl Dispatcher {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (mut aggregate, version) = self.store.load::<A>(aggregate_id).await?;
+            let (mut aggregate, version) = match first.take() {
+                Some(given) => given,
+                None => self.store.load::<A>(aggregate_id).await?,
+            };
             let sink = EventSink::default();
             aggregate
                 .handle(command.clone(), &(), &sink)

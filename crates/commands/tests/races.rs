@@ -239,3 +239,75 @@ async fn an_idempotent_repeat_writes_nothing_and_returns_no_position(pool: PgPoo
     assert!(first.position.is_some());
     assert_eq!((second.version, second.position), (2, None));
 }
+
+/// `AdjustStock` of `units` to a new product's inventory; returns its id.
+async fn stocked(dispatcher: &Dispatcher, units: u32) -> (Uuid, String) {
+    let product = Uuid::new_v4();
+    let id = product.to_string();
+    let adjust = InventoryCommand::AdjustStock {
+        product_id: product,
+        adjustment: StockAdjustment::Add(units),
+        reason: None,
+        at: Utc::now(),
+    };
+    dispatcher
+        .execute::<Inventory>(&id, adjust, &meta())
+        .await
+        .unwrap();
+    (product, id)
+}
+
+fn reserve(product: Uuid, quantity: u32) -> InventoryCommand {
+    InventoryCommand::ReserveStock {
+        product_id: product,
+        order_id: Uuid::new_v4(),
+        quantity,
+        at: Utc::now(),
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn create_on_an_id_that_exists_is_decided_against_the_stored_state(pool: PgPool) {
+    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+    let (product, id) = stocked(&dispatcher, 10).await;
+    // Against an empty inventory this would be a rejection at version 1; that append conflicts
+    // with the stored stream, and the command is decided again against 10 units in stock.
+    let executed = dispatcher
+        .create::<Inventory>(&id, reserve(product, 5), &meta())
+        .await
+        .unwrap();
+    assert_eq!(executed.version, 2);
+    assert_eq!(
+        count_events(&pool, "Inventory", &id, "StockReserved").await,
+        1
+    );
+    assert_eq!(
+        count_events(&pool, "Inventory", &id, "StockReservationRejected").await,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn execute_from_a_stale_state_is_decided_again_against_the_new_one(pool: PgPool) {
+    let [first, second] = [0, 1].map(|_| Dispatcher::new(EventStore::new(pool.clone())));
+    let (product, id) = stocked(&first, 10).await;
+    let stale = first.store().load::<Inventory>(&id).await.unwrap();
+    second
+        .execute::<Inventory>(&id, reserve(product, 8), &meta())
+        .await
+        .unwrap();
+    // 10 units in the stale state, 2 in the log: the 5 must not be reserved.
+    let executed = first
+        .execute_from::<Inventory>(&id, reserve(product, 5), &meta(), stale)
+        .await
+        .unwrap();
+    assert_eq!(executed.version, 3);
+    assert_eq!(
+        count_events(&pool, "Inventory", &id, "StockReserved").await,
+        1
+    );
+    assert_eq!(
+        count_events(&pool, "Inventory", &id, "StockReservationRejected").await,
+        1
+    );
+}

@@ -60,13 +60,25 @@ pub(crate) async fn use_schema(conn: &mut PgConnection, schema: &str) -> Result<
 pub struct ProjectionHandler<P>(pub P);
 
 impl<P: Projection> EventHandler for ProjectionHandler<P> {
+    async fn begin(&self, conn: &mut PgConnection) -> Result<(), HandlerError> {
+        use_schema(conn, P::NAME).await?;
+        Ok(())
+    }
+
     async fn handle(
         &self,
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
-        use_schema(conn, P::NAME).await?;
         self.0.apply(conn, event).await
+    }
+
+    async fn handle_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&StoredEvent],
+    ) -> Result<(), HandlerError> {
+        self.0.apply_batch(conn, events).await
     }
 }
 

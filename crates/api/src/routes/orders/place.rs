@@ -138,7 +138,7 @@ async fn place(
     };
     let placed = state
         .dispatcher
-        .execute::<Order>(&order_id.to_string(), command, &metadata)
+        .create::<Order>(&order_id.to_string(), command, &metadata)
         .await?;
     let mut position = position_of(state, "Order", &placed).await?;
     if from_cart {

@@ -209,7 +209,7 @@ async fn pay(
 ) -> ApiResult<Written<PaymentBody>> {
     let input = check(input)?;
     let order_key = input.order_id.to_string();
-    let (order, _) = state.dispatcher.store().load::<Order>(&order_key).await?;
+    let (order, version) = state.dispatcher.store().load::<Order>(&order_key).await?;
     check_payable(&order, caller, input.amount)?;
     let token = gateway_token(state, caller, input.payment_method_id.as_deref()).await?;
 
@@ -220,9 +220,11 @@ async fn pay(
         amount: input.amount,
         at: Utc::now(),
     };
+    // Runs against the state just checked; should the order have moved on since, the append
+    // conflicts and the command is decided again against the stored state.
     state
         .dispatcher
-        .execute::<Order>(&order_key, request, &metadata)
+        .execute_from::<Order>(&order_key, request, &metadata, (order, version))
         .await?;
 
     let outcome = gateway::charge(&input.method, token.as_deref());
@@ -239,7 +241,7 @@ async fn pay(
     };
     let captured = state
         .dispatcher
-        .execute::<Payment>(&payment_id.to_string(), capture, &metadata)
+        .create::<Payment>(&payment_id.to_string(), capture, &metadata)
         .await?;
     let mut position = captured.position;
 
