@@ -583,3 +583,45 @@ async fn snapshot(p: &Pipeline, products: &[Uuid]) -> (Vec<(String, i64)>, Vec<(
     }
     (counts, stock)
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_backlog_of_many_orders_is_decided_in_runs_with_nothing_oversold(pool: PgPool) {
+    let mut p = Pipeline::start(pool, LONG).await;
+    p.stop_saga().await;
+    // 3 units each of 4 products; 24 paid orders of 1 unit, 6 per product, wait for the saga.
+    let products = [
+        p.product_with_stock(3).await,
+        p.product_with_stock(3).await,
+        p.product_with_stock(3).await,
+        p.product_with_stock(3).await,
+    ];
+    let mut orders = Vec::new();
+    for i in 0..24 {
+        let (order, total) = p.place(&[(products[i % 4], 1)]).await;
+        p.pay(order, total, true).await;
+        orders.push(order);
+    }
+    // The saga catches up on the whole backlog in runs, its commands sent concurrently.
+    p.start_saga();
+    let mut confirmed = 0;
+    for order in &orders {
+        let state = p
+            .wait_for(*order, "confirmed or cancelled", |o| {
+                o.stock_status() == Some(StockStatus::Committed)
+                    || (o.status() == Some(OrderStatus::Cancelled)
+                        && o.payment_status() == Some(OrderPaymentStatus::Refunded))
+            })
+            .await;
+        if state.status() == Some(OrderStatus::Confirmed) {
+            confirmed += 1;
+        }
+    }
+    p.settle().await;
+    assert_eq!(confirmed, 12, "exactly the stock on hand was sold");
+    for product in products {
+        assert_eq!(p.inventory(product).await, (0, 0), "sold out, nothing held");
+    }
+    assert_eq!(p.count("StockCommitted").await, 12);
+    assert_eq!(p.count("PaymentRefunded").await, 12);
+    p.shutdown().await;
+}

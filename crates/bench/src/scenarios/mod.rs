@@ -2,8 +2,12 @@
 
 mod append;
 mod checkout;
+mod checkout_shop;
 mod hot;
 mod lag;
+mod lag_watch;
+mod mix;
+mod platform;
 mod reads;
 mod rebuild;
 mod relay;

@@ -1,7 +1,7 @@
 //! Scenario `relay`: events per second from the log to RabbitMQ.
 //!
 //! N events (quick 20,000, full 200,000; the realistic product/stock/order mix of
-//! [`super::rebuild::generate_events`]) are bulk-inserted, unmeasured, into the log of a scratch
+//! [`super::mix::generate_events`]) are bulk-inserted, unmeasured, into the log of a scratch
 //! database ([`Scratch`]: later scenarios start relays on fresh namespaces of the bench database,
 //! which must not have to republish these). Then the project's [`Relay`] (default
 //! [`RelayConfig`]: batches of 500) starts on a fresh namespace, and we time until its stored
@@ -123,7 +123,7 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 
 async fn measure(ctx: &Ctx, pool: &PgPool, broker: &BrokerConfig) -> anyhow::Result<Vec<Row>> {
     let n = ctx.pick(20_000, 200_000);
-    super::rebuild::generate_events(ctx, pool, n).await?;
+    super::mix::generate_events(ctx, pool, n).await?;
     let log = LogReader::new(pool.clone());
     let head = log.head().await?;
     let config = RelayConfig::default();

@@ -10,6 +10,7 @@
 //! command it sends is idempotent in the domain (a repeat emits nothing), and refunds carry a
 //! deterministic refund id. Delivering every event twice changes nothing.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -19,11 +20,17 @@ use commerce_domain::order::{CancellationReason, Order, OrderCommand, OrderEvent
 use commerce_domain::payment::{Payment, PaymentCommand, PaymentEvent};
 use commerce_event_store::{EventHandler, EventMetadata, HandlerError, StoredEvent};
 use cqrs_es::Aggregate;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::deadlines::{self, PAYMENT_TIMEOUT};
 use crate::{DispatchError, Dispatcher};
+
+/// Target aggregates the saga sends commands to at once.
+const SEND_CONCURRENCY: usize = 16;
 
 /// The actor recorded on the saga's commands.
 const ACTOR: &str = "system:order-fulfilment";
@@ -69,36 +76,46 @@ impl OrderFulfilmentProcess {
         .to_vec()
     }
 
-    /// Sends one command caused by `event`. A domain rejection is an answer, not a failure
-    /// (e.g. the order moved on meanwhile): it is logged and the saga goes on.
+    /// Queues one command caused by `event`, sent with the rest of the run's (see
+    /// [`Outbox::send`]). A domain rejection is an answer, not a failure (e.g. the order moved on
+    /// meanwhile): it is logged and the saga goes on.
     async fn send<A>(
         &self,
+        out: &mut Outbox,
         id: Uuid,
         command: A::Command,
         event: &StoredEvent,
     ) -> Result<(), HandlerError>
     where
-        A: Aggregate<Services = ()>,
-        A::Command: Clone,
+        A: Aggregate<Services = ()> + 'static,
+        A::Command: Clone + Send + 'static,
         A::Error: Send + Sync + 'static,
     {
         let metadata = EventMetadata::caused_by(ACTOR, event);
-        match self
-            .dispatcher
-            .execute::<A>(&id.to_string(), command, &metadata)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(DispatchError::Rejected(e)) => {
-                tracing::info!(aggregate = A::TYPE, %id, reason = %e, cause = %event.event_type, "saga command declined");
-                Ok(())
-            }
-            Err(e) => Err(Box::new(e)),
-        }
+        let dispatcher = self.dispatcher.clone();
+        let cause = event.event_type.clone();
+        out.push(
+            format!("{}:{id}", A::TYPE),
+            Box::pin(async move {
+                match dispatcher
+                    .execute::<A>(&id.to_string(), command, &metadata)
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(DispatchError::Rejected(e)) => {
+                        tracing::info!(aggregate = A::TYPE, %id, reason = %e, %cause, "saga command declined");
+                        Ok(())
+                    }
+                    Err(e) => Err(Box::new(e) as HandlerError),
+                }
+            }),
+        );
+        Ok(())
     }
 
     async fn release_lines(
         &self,
+        out: &mut Outbox,
         order_id: Uuid,
         products: impl IntoIterator<Item = Uuid>,
         event: &StoredEvent,
@@ -109,7 +126,8 @@ impl OrderFulfilmentProcess {
                 order_id,
                 at: Utc::now(),
             };
-            self.send::<Inventory>(product_id, command, event).await?;
+            self.send::<Inventory>(out, product_id, command, event)
+                .await?;
         }
         Ok(())
     }
@@ -117,6 +135,7 @@ impl OrderFulfilmentProcess {
     /// Refunds whatever of `payment_id` is still captured (deterministic refund id per reason).
     async fn refund_rest(
         &self,
+        out: &mut Outbox,
         payment_id: Uuid,
         reason: &str,
         event: &StoredEvent,
@@ -143,11 +162,12 @@ impl OrderFulfilmentProcess {
             reason: reason.to_owned(),
             at: Utc::now(),
         };
-        self.send::<Payment>(payment_id, command, event).await
+        self.send::<Payment>(out, payment_id, command, event).await
     }
 
     async fn on_order(
         &self,
+        out: &mut Outbox,
         conn: &mut PgConnection,
         event: &StoredEvent,
         order_event: OrderEvent,
@@ -187,7 +207,7 @@ impl OrderFulfilmentProcess {
                         quantity: line.quantity,
                         at: Utc::now(),
                     };
-                    self.send::<Inventory>(line.product_id, command, event)
+                    self.send::<Inventory>(out, line.product_id, command, event)
                         .await?;
                 }
             }
@@ -205,10 +225,11 @@ impl OrderFulfilmentProcess {
                         order_id,
                         at: Utc::now(),
                     };
-                    self.send::<Inventory>(line.product_id, command, event)
+                    self.send::<Inventory>(out, line.product_id, command, event)
                         .await?;
                 }
                 self.send::<Order>(
+                    out,
                     order_id,
                     OrderCommand::MarkStockCommitted { at: Utc::now() },
                     event,
@@ -228,7 +249,7 @@ impl OrderFulfilmentProcess {
                 deadlines::cancel(conn, PAYMENT_TIMEOUT, order_id).await?;
                 // Releasing a line that holds nothing, or returning one that was never committed,
                 // is a no-op: so do both for every line, whatever the order got to.
-                self.release_lines(order_id, products(&lines), event)
+                self.release_lines(out, order_id, products(&lines), event)
                     .await?;
                 for line in &lines {
                     let command = InventoryCommand::ReturnStock {
@@ -237,28 +258,29 @@ impl OrderFulfilmentProcess {
                         quantity: line.quantity,
                         at: Utc::now(),
                     };
-                    self.send::<Inventory>(line.product_id, command, event)
+                    self.send::<Inventory>(out, line.product_id, command, event)
                         .await?;
                 }
                 self.send::<Order>(
+                    out,
                     order_id,
                     OrderCommand::MarkStockReleased { at: Utc::now() },
                     event,
                 )
                 .await?;
                 if let Some(payment_id) = was_paid {
-                    self.refund_rest(payment_id, "order cancelled", event)
+                    self.refund_rest(out, payment_id, "order cancelled", event)
                         .await?;
                 }
             }
             OrderEvent::OrderPaidAfterCancellation { payment_id, .. } => {
-                self.refund_rest(payment_id, "order cancelled", event)
+                self.refund_rest(out, payment_id, "order cancelled", event)
                     .await?;
             }
             OrderEvent::OrderStockReservedAfterCancellation {
                 order_id, lines, ..
             } => {
-                self.release_lines(order_id, products(&lines), event)
+                self.release_lines(out, order_id, products(&lines), event)
                     .await?;
             }
             _ => {}
@@ -268,6 +290,7 @@ impl OrderFulfilmentProcess {
 
     async fn on_inventory(
         &self,
+        out: &mut Outbox,
         conn: &mut PgConnection,
         event: &StoredEvent,
         inventory_event: InventoryEvent,
@@ -283,7 +306,7 @@ impl OrderFulfilmentProcess {
                 };
                 if state.rejected || state.cancelled {
                     // Too late: another line was short, or the order was cancelled meanwhile.
-                    return self.release_lines(order_id, [product_id], event).await;
+                    return self.release_lines(out, order_id, [product_id], event).await;
                 }
                 let reserved: Vec<Uuid> = sqlx::query_scalar(
                     "UPDATE process.order_fulfilment \
@@ -297,6 +320,7 @@ impl OrderFulfilmentProcess {
                 .await?;
                 if state.products.iter().all(|p| reserved.contains(p)) {
                     self.send::<Order>(
+                        out,
                         order_id,
                         OrderCommand::MarkStockReserved { at: Utc::now() },
                         event,
@@ -313,8 +337,10 @@ impl OrderFulfilmentProcess {
                     .execute(&mut *conn)
                     .await?;
                 // All or nothing: give back what the other lines hold.
-                self.release_lines(order_id, state.reserved, event).await?;
+                self.release_lines(out, order_id, state.reserved, event)
+                    .await?;
                 self.send::<Order>(
+                    out,
                     order_id,
                     OrderCommand::MarkStockRejected { at: Utc::now() },
                     event,
@@ -324,7 +350,7 @@ impl OrderFulfilmentProcess {
                     reason: CancellationReason::OutOfStock,
                     at: Utc::now(),
                 };
-                self.send::<Order>(order_id, cancel, event).await?;
+                self.send::<Order>(out, order_id, cancel, event).await?;
             }
             _ => {}
         }
@@ -333,6 +359,7 @@ impl OrderFulfilmentProcess {
 
     async fn on_payment(
         &self,
+        out: &mut Outbox,
         event: &StoredEvent,
         payment_event: PaymentEvent,
     ) -> Result<(), HandlerError> {
@@ -348,7 +375,7 @@ impl OrderFulfilmentProcess {
                     amount,
                     at: Utc::now(),
                 };
-                self.send::<Order>(order_id, command, event).await
+                self.send::<Order>(out, order_id, command, event).await
             }
             PaymentEvent::PaymentFailed {
                 payment_id,
@@ -361,7 +388,7 @@ impl OrderFulfilmentProcess {
                     reason,
                     at: Utc::now(),
                 };
-                self.send::<Order>(order_id, command, event).await
+                self.send::<Order>(out, order_id, command, event).await
             }
             PaymentEvent::PaymentRefunded {
                 payment_id,
@@ -376,8 +403,28 @@ impl OrderFulfilmentProcess {
                     total_refunded,
                     at: Utc::now(),
                 };
-                self.send::<Order>(order_id, command, event).await
+                self.send::<Order>(out, order_id, command, event).await
             }
+        }
+    }
+}
+
+impl OrderFulfilmentProcess {
+    /// Updates the saga's state for `event` on `conn` and queues the commands it calls for.
+    async fn decide(
+        &self,
+        out: &mut Outbox,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), HandlerError> {
+        match event.aggregate_type.as_str() {
+            "Order" => self.on_order(out, conn, event, event.payload_as()?).await,
+            "Inventory" => {
+                self.on_inventory(out, conn, event, event.payload_as()?)
+                    .await
+            }
+            "Payment" => self.on_payment(out, event, event.payload_as()?).await,
+            _ => Ok(()),
         }
     }
 }
@@ -388,12 +435,75 @@ impl EventHandler for OrderFulfilmentProcess {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
-        match event.aggregate_type.as_str() {
-            "Order" => self.on_order(conn, event, event.payload_as()?).await,
-            "Inventory" => self.on_inventory(conn, event, event.payload_as()?).await,
-            "Payment" => self.on_payment(event, event.payload_as()?).await,
-            _ => Ok(()),
+        let mut out = Outbox::default();
+        self.decide(&mut out, conn, event).await?;
+        out.send().await
+    }
+
+    /// Decides every event of the run first (the saga's state, in the consumer's transaction),
+    /// then sends the commands: in decision order per target aggregate, different aggregates
+    /// concurrently, so a run of many orders' events costs a few round trips of latency rather
+    /// than a chain of commits per event. Should any command fail, the transaction rolls back
+    /// and the consumer applies the run again one event at a time; commands already sent repeat
+    /// as no-ops (each is idempotent).
+    async fn handle_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&StoredEvent],
+    ) -> Result<(), HandlerError> {
+        let mut out = Outbox::default();
+        for event in events {
+            self.decide(&mut out, conn, event).await?;
         }
+        out.send().await
+    }
+}
+
+/// A command the saga decided on, sent when awaited.
+type Command = BoxFuture<'static, Result<(), HandlerError>>;
+
+/// Commands the saga decided on, not sent yet, queued per target aggregate.
+#[derive(Default)]
+struct Outbox {
+    queues: Vec<Vec<Command>>,
+    by_target: HashMap<String, usize>,
+}
+
+/// Sends `queue`'s commands one after the other.
+async fn send_in_order(queue: Vec<Command>) -> Result<(), HandlerError> {
+    for command in queue {
+        command.await?;
+    }
+    Ok(())
+}
+
+impl Outbox {
+    fn push(&mut self, target: String, command: Command) {
+        let queues = &mut self.queues;
+        let at = *self.by_target.entry(target).or_insert_with(|| {
+            queues.push(Vec::new());
+            queues.len() - 1
+        });
+        if let Some(queue) = self.queues.get_mut(at) {
+            queue.push(command);
+        }
+    }
+
+    /// Sends every queue, each in order, up to [`SEND_CONCURRENCY`] queues at once.
+    async fn send(self) -> Result<(), HandlerError> {
+        let mut queues = self.queues.into_iter();
+        let mut running: FuturesUnordered<Command> = queues
+            .by_ref()
+            .take(SEND_CONCURRENCY)
+            .map(|queue| -> Command { Box::pin(send_in_order(queue)) })
+            .collect();
+        while let Some(sent) = running.next().await {
+            sent?;
+            if let Some(queue) = queues.next() {
+                running.push(Box::pin(send_in_order(queue)));
+            }
+        }
+        Ok(())
     }
 }
 
