@@ -10,11 +10,11 @@
 //! what the pipeline confirms, not how fast HTTP can pile orders up in front of it. Figures:
 //! confirmed orders/s, place→CONFIRMED latency (from the start of `POST /orders` until the poll
 //! saw it), p50/p99 of each POST, and where the pipeline stood: events the saga applied per
-//! second, Postgres transactions per order, which consumers lagged at the end. 15 s (`--quick`)
+//! second, Postgres transactions per order, which consumers lagged at the end. 12 s (`--quick`)
 //! or 60 s.
 //!
 //! Phase 2, open loop: checkouts (place and pay, not waiting) started at half the phase-1 rate,
-//! paced by a timer whatever the answers take: `POST /orders` p99 at that rate (8 s or 30 s).
+//! paced by a timer whatever the answers take: `POST /orders` p99 at that rate (6 s or 30 s).
 //!
 //! Baseline: the same reqwest client with the same 32 concurrent callers hitting `GET /health` on
 //! the same server (no database, no auth, same middleware stack): bare HTTP. The ratio is
@@ -192,7 +192,7 @@ async fn phases(
             ctx,
             "checkout",
             CUSTOMERS,
-            ctx.pick(Duration::from_secs(15), Duration::from_secs(60)),
+            ctx.pick(Duration::from_secs(12), Duration::from_secs(60)),
             move |customer| {
                 let shop = Arc::clone(&shop);
                 async move { shop.checkout(customer, true).await }
@@ -225,7 +225,7 @@ async fn phases(
         paced(
             ctx,
             half_rate,
-            ctx.pick(Duration::from_secs(8), Duration::from_secs(30)),
+            ctx.pick(Duration::from_secs(6), Duration::from_secs(30)),
             move |customer| {
                 let shop = Arc::clone(&shop);
                 async move { shop.checkout(customer, false).await }

@@ -5,7 +5,7 @@
 //! ([`Scratch`]: an empty log, so neither the relay nor the projections start with a backlog left
 //! by earlier scenarios). After a warm-up that creates the inventories of 100 products, commands
 //! are dispatched with `Dispatcher` at a steady 500 `AdjustStock` per second (paced with
-//! `tokio::time::interval`, each command in its own task) for 10 s (full: 60 s); a first row, for
+//! `tokio::time::interval`, each command in its own task) for 8 s (full: 60 s); a first row, for
 //! reference, does the same at 100 per second for 3 s (full: 20 s). For each command the lag runs
 //! from its commit (dispatch returned its position) until the `inventory` projection's checkpoint
 //! has passed that position: the checkpoint moves in the same transaction as the read-model rows,
@@ -90,7 +90,7 @@ async fn measure(ctx: &Ctx, settings: &Settings, pool: &PgPool) -> anyhow::Resul
         let products = warm_up(ctx, pool).await?;
         // A low rate first (what the pipeline costs when it keeps up), then the target rate.
         let low = load(ctx, pool, &watch_pool, &products, LOW_RATE, ctx.pick(3, 20)).await?;
-        let high = load(ctx, pool, &watch_pool, &products, RATE, ctx.pick(10, 60)).await?;
+        let high = load(ctx, pool, &watch_pool, &products, RATE, ctx.pick(8, 60)).await?;
         anyhow::Ok([(LOW_RATE, low), (RATE, high)])
     }
     .await;

@@ -2,7 +2,7 @@
 //! started in this process), each beside the raw Postgres query a hand-written service would run.
 //!
 //! Setup: 1000 products (with stock) written through the command side, then the catalog
-//! projection is waited for. Then, 64 concurrent callers each (HTTP 7 s / raw 4 s in `--quick`,
+//! projection is waited for. Then, 64 concurrent callers each (HTTP 5 s / raw 3 s in `--quick`,
 //! 30 s / 20 s in a full run):
 //! - `GET /api/v1/products/{id}` for a random product, beside the raw primary-key `SELECT` of the
 //!   same row of `catalog.products` (every stored column, decoded) through a sqlx pool of 64
@@ -170,8 +170,8 @@ async fn seed(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Uuid>> {
 
 async fn measure(ctx: &Ctx, platform: &Platform) -> anyhow::Result<Vec<Row>> {
     let ids = Arc::new(seed(ctx, platform).await?);
-    let http_time = ctx.pick(Duration::from_secs(7), Duration::from_secs(30));
-    let raw_time = ctx.pick(Duration::from_secs(4), Duration::from_secs(20));
+    let http_time = ctx.pick(Duration::from_secs(5), Duration::from_secs(30));
+    let raw_time = ctx.pick(Duration::from_secs(3), Duration::from_secs(20));
     let raw_size = raw_pool_size(ctx, platform).await?;
     let raw_pool = platform.raw_pool(raw_size).await?;
     let (client, base) = (platform.client.clone(), platform.base.clone());
