@@ -29,9 +29,10 @@ pub enum StoreError {
     /// An event or aggregate did not (de)serialise.
     #[error("serialisation error: {0}")]
     Serde(#[from] serde_json::Error),
-    /// postgres-es reported a failure other than a conflict.
+    /// postgres-es reported a failure that is neither a conflict, a database error nor a
+    /// serialisation error.
     #[error("event repository error: {0}")]
-    Repository(String),
+    Repository(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// What went wrong talking to RabbitMQ.

@@ -323,12 +323,27 @@ fn fold<A: Aggregate>(
     Ok((aggregate, version))
 }
 
+/// A postgres-es failure as a [`StoreError`], keeping its cause: postgres-es boxes the driver's
+/// error (and files a pool timeout or a terminated session as "unknown"), so a database outage
+/// while loading or appending must be unboxed back into [`StoreError::Database`], where callers
+/// tell it from a bug (the API answers 503, not 500).
 fn repository_error<A: Aggregate>(error: PersistenceError, aggregate_id: &str) -> StoreError {
-    match error {
-        PersistenceError::OptimisticLockError => StoreError::Conflict {
-            aggregate_type: A::TYPE.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
+    let cause = match error {
+        PersistenceError::OptimisticLockError => {
+            return StoreError::Conflict {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+            }
+        }
+        PersistenceError::ConnectionError(cause)
+        | PersistenceError::DeserializationError(cause)
+        | PersistenceError::UnknownError(cause) => cause,
+    };
+    match cause.downcast::<sqlx::Error>() {
+        Ok(database) => StoreError::Database(*database),
+        Err(cause) => match cause.downcast::<serde_json::Error>() {
+            Ok(serde) => StoreError::Serde(*serde),
+            Err(cause) => StoreError::Repository(cause),
         },
-        other => StoreError::Repository(other.to_string()),
     }
 }

@@ -5,7 +5,12 @@
 //! stores its answer. A repeat with the same body gets that stored answer and does nothing else;
 //! a repeat with a different body is a 409. A concurrent repeat waits for the first to finish. A
 //! 5xx is not stored (the claim is dropped), so the client may retry; a claim left behind by a
-//! crashed process is taken over after [`STALE_AFTER`].
+//! crashed process is taken over after [`STALE_AFTER`] (until then a repeat is a 409).
+//!
+//! In both cases the work runs again although its first run may have written: it died after
+//! appending but before its answer was stored, or failed after the append. So the work must find
+//! what its first run wrote instead of writing it twice: `POST /orders` derives the order id from
+//! the key (`routes/orders/place.rs`); `POST /payments` is refused by the order it already paid.
 
 use std::future::Future;
 use std::time::Duration;

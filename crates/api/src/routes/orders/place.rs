@@ -6,15 +6,23 @@
 //! read from its aggregate, not the carts read model, so a line added just before is ordered too.
 //! `Idempotency-Key` makes a repeat return the first answer and write nothing. The 201 body is
 //! folded from the order's own events, never waited for in the orders projection.
+//!
+//! With a key, the order id is derived from (user, body, key), so running the request again can
+//! never place a second order: when the first run appended the order but its answer was never
+//! stored (the process died, or it failed after the append), the idempotency layer lets the
+//! request run again, and the run finds the order and answers it as placed, as a replay. It does
+//! not touch the cart then: lines added since must not be lost (a cart the dead run had not
+//! emptied yet stays as it is, as when emptying it fails).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use commerce_domain::cart::{Cart, CartClearReason, CartCommand};
 use commerce_domain::order::{Order, OrderCommand, OrderLine};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -26,7 +34,7 @@ use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{error_chain, ApiError, ApiResult, ErrorBody};
 use crate::extract::Json;
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{self, IdempotencyKey, REPLAYED};
 use crate::routes::cart::{checked_quantity, orderable};
 use crate::state::AppState;
 
@@ -34,6 +42,9 @@ use crate::state::AppState;
 const MAX_ITEMS: usize = commerce_domain::cart::MAX_LINES;
 /// Catalog lookups of one order run this many at a time.
 const CATALOG_LOOKUPS: usize = 4;
+/// Namespace of [`keyed_order_id`]. Never change it: a retry must find the order its first run
+/// placed.
+const KEYED_ORDER_NAMESPACE: Uuid = Uuid::from_u128(0x0d3c_9b6e_41f2_4a8b_b5e1_7c2a_1d0e_0001);
 
 /// A new order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -77,6 +88,9 @@ pub(super) async fn place_order(
         Ok(bytes) => bytes,
         Err(e) => return ApiError::internal(e).into_response(),
     };
+    let order_id = key.0.as_deref().map_or_else(Uuid::new_v4, |key| {
+        keyed_order_id(caller.user_id, &fingerprint, key)
+    });
     idempotency::once(
         &state,
         caller.user_id,
@@ -84,7 +98,12 @@ pub(super) async fn place_order(
         &key,
         &fingerprint,
         || async {
-            place(&state, &caller, &request_id, min, input)
+            if key.0.is_some() {
+                if let Some(answer) = placed_before(&state, &caller, order_id).await? {
+                    return Ok(answer);
+                }
+            }
+            place(&state, &caller, &request_id, min, order_id, input)
                 .await
                 .map(IntoResponse::into_response)
         },
@@ -92,11 +111,47 @@ pub(super) async fn place_order(
     .await
 }
 
+/// The id of the order placed by `user_id`'s request with body `fingerprint` and
+/// `Idempotency-Key` `key`: UUID v5 of the three under [`KEYED_ORDER_NAMESPACE`].
+fn keyed_order_id(user_id: Uuid, fingerprint: &[u8], key: &str) -> Uuid {
+    // Fixed-length parts first, so no two (body, key) pairs give the same name.
+    let mut name = Vec::with_capacity(48 + key.len());
+    name.extend_from_slice(user_id.as_bytes());
+    name.extend_from_slice(&Sha256::digest(fingerprint));
+    name.extend_from_slice(key.as_bytes());
+    Uuid::new_v5(&KEYED_ORDER_NAMESPACE, &name)
+}
+
+/// The first answer again when an earlier run of this keyed request placed `order_id` already:
+/// the order as `PlaceOrder` left it (version 1: it writes `OrderPlaced` alone) and the position
+/// of the order's latest event, marked as a replay. `None` when no such order of the caller's
+/// exists (placing one under an id that is taken is then refused as a conflict).
+async fn placed_before(
+    state: &AppState,
+    caller: &Caller,
+    order_id: Uuid,
+) -> ApiResult<Option<Response>> {
+    let Some(order) = order_from_log(state, order_id, Until::Version(1))
+        .await?
+        .filter(|order| order.user_id == caller.user_id)
+    else {
+        return Ok(None);
+    };
+    let position = state
+        .log
+        .last_of_stream("Order", &order_id.to_string())
+        .await?;
+    let replayed = [(REPLAYED, HeaderValue::from_static("true"))];
+    let answer = Written::new(StatusCode::CREATED, position, order);
+    Ok(Some((replayed, answer).into_response()))
+}
+
 async fn place(
     state: &AppState,
     caller: &Caller,
     request_id: &RequestId,
     min: MinPosition,
+    order_id: Uuid,
     input: PlaceOrderInput,
 ) -> ApiResult<Written<OrderBody>> {
     let from_cart = input.items.is_none();
@@ -126,7 +181,6 @@ async fn place(
         .try_collect()
         .await?;
 
-    let order_id = Uuid::new_v4();
     let metadata = request_id.metadata(caller);
     let command = OrderCommand::PlaceOrder {
         order_id,
