@@ -63,34 +63,37 @@ where
     None
 }
 
-/// Waits until each projection queue has `count` consumers; returns the label of the process
-/// holding the active one of every queue (None if they are split or unknown).
-async fn projector_consumers(cluster: &Cluster, count: usize) -> Option<String> {
+/// Waits until each projection queue has `count` consumers; returns the labels of the processes
+/// holding the active ones, most queues first (one label unless the queues are split, which
+/// happens when a consumer session of the standby restarted and so registered first somewhere).
+async fn projector_consumers(cluster: &Cluster, count: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let consumers = cluster.queue_consumers().await;
-        let mut active = Vec::new();
+        let mut active: Vec<(String, usize)> = Vec::new();
         let mut complete = true;
         for name in commerce_projections::registry::NAMES {
             let of_queue = consumers.get(*name).map_or(&[][..], Vec::as_slice);
-            if of_queue.len() != count {
-                complete = false;
-                break;
+            let owner = of_queue
+                .iter()
+                .find(|(_, a)| *a)
+                .and_then(|(owner, _)| owner.clone());
+            match owner {
+                Some(owner) if of_queue.len() == count => {
+                    match active.iter_mut().find(|(o, _)| *o == owner) {
+                        Some((_, n)) => *n += 1,
+                        None => active.push((owner, 1)),
+                    }
+                }
+                _ => {
+                    complete = false;
+                    break;
+                }
             }
-            active.extend(
-                of_queue
-                    .iter()
-                    .filter(|(_, a)| *a)
-                    .map(|(owner, _)| owner.clone()),
-            );
         }
         if complete {
-            let first = active.first().cloned().flatten();
-            return if active.iter().all(|o| o.is_some() && *o == first) {
-                first
-            } else {
-                None
-            };
+            active.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+            return active.into_iter().map(|(owner, _)| owner).collect();
         }
         assert!(
             Instant::now() < deadline,
@@ -127,10 +130,7 @@ async fn killing_the_active_relay_or_projector_hands_over_to_the_standby_within_
         "project-a's projections never went LIVE:\n{}",
         cluster.log_tail("project-a", 20)
     );
-    assert_eq!(
-        projector_consumers(&cluster, 1).await.as_deref(),
-        Some("project-a")
-    );
+    assert_eq!(projector_consumers(&cluster, 1).await, ["project-a"]);
     cluster.add(Spec::new("project-b", &["project"]));
     projector_consumers(&cluster, 2).await;
     let standing_by = time_until(Instant::now(), || async {
@@ -191,9 +191,13 @@ async fn killing_the_active_relay_or_projector_hands_over_to_the_standby_within_
     }
 
     for round in 1..=ROUNDS {
-        let active = projector_consumers(&cluster, 2)
-            .await
-            .expect("one projector process holds every active consumer");
+        let owners = projector_consumers(&cluster, 2).await;
+        if owners.len() > 1 {
+            println!("projector #{round}: active consumers split over {owners:?}");
+        }
+        // The process holding the most active consumers; every projection must pass the event
+        // appended after the kill, whichever process applies it.
+        let active = owners[0].clone();
         let killed_at = Instant::now();
         cluster.kill(&active).await;
         let position = append(&cluster).await;
@@ -208,7 +212,8 @@ async fn killing_the_active_relay_or_projector_hands_over_to_the_standby_within_
             .unwrap_or(false)
         })
         .await;
-        let successor = projector_consumers(&cluster, 1).await;
+        // With one process left, it holds every active consumer.
+        let successor = projector_consumers(&cluster, 1).await.into_iter().next();
         report.push((
             format!("projector #{round}"),
             active.clone(),
