@@ -267,6 +267,37 @@ impl EventStore {
         events: &[A::Event],
         metadata: &EventMetadata,
     ) -> Result<Option<Appended>, StoreError> {
+        let Some(version) = self
+            .append_unpositioned::<A>(aggregate_id, expected_version, events, metadata)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // postgres-es does not say where the events landed: one more read.
+        let (tx, pos): (i64, i64) = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(Appended {
+            version,
+            position: Position::new(tx, pos),
+        }))
+    }
+
+    /// [`Self::append`] for a caller that needs no log position (a saga's command): saves the
+    /// read of it. Returns the new version, `None` when there is nothing to append.
+    pub async fn append_unpositioned<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        expected_version: i64,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+    ) -> Result<Option<i64>, StoreError> {
         if events.is_empty() {
             return Ok(None);
         }
@@ -292,20 +323,7 @@ impl EventStore {
             .persist::<A>(&serialized, None)
             .await
             .map_err(|e| repository_error::<A>(e, aggregate_id))?;
-        let version = expected_version + events.len() as i64;
-        let (tx, pos): (i64, i64) = sqlx::query_as(
-            "SELECT transaction_id::text::bigint, global_position FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(version)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Some(Appended {
-            version,
-            position: Position::new(tx, pos),
-        }))
+        Ok(Some(expected_version + events.len() as i64))
     }
 }
 

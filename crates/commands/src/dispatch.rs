@@ -36,7 +36,7 @@ pub struct Executed {
     /// The aggregate's version afterwards.
     pub version: i64,
     /// The log position of the last event written; `None` when the command wrote nothing (an
-    /// idempotent repeat).
+    /// idempotent repeat) or ran through [`Dispatcher::execute_unpositioned`].
     pub position: Option<Position>,
 }
 
@@ -101,7 +101,24 @@ impl Dispatcher {
         A: Aggregate<Services = ()>,
         A::Command: Clone,
     {
-        self.timed::<A>(aggregate_id, command, metadata, None).await
+        self.timed::<A>(aggregate_id, command, metadata, None, true)
+            .await
+    }
+
+    /// Like [`Self::execute`] for a caller that needs no log position (a saga's command): the
+    /// append skips reading it back, so the returned [`Executed::position`] is always `None`.
+    pub async fn execute_unpositioned<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, DispatchError<A::Error>>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone,
+    {
+        self.timed::<A>(aggregate_id, command, metadata, None, false)
+            .await
     }
 
     /// Like [`Self::execute`] for an aggregate the caller has just made up a fresh id for (a
@@ -118,8 +135,14 @@ impl Dispatcher {
         A: Aggregate<Services = ()>,
         A::Command: Clone,
     {
-        self.timed::<A>(aggregate_id, command, metadata, Some((A::default(), 0)))
-            .await
+        self.timed::<A>(
+            aggregate_id,
+            command,
+            metadata,
+            Some((A::default(), 0)),
+            true,
+        )
+        .await
     }
 
     /// Like [`Self::execute`], starting from `loaded`, a state at `version` the caller has just
@@ -137,7 +160,7 @@ impl Dispatcher {
         A: Aggregate<Services = ()>,
         A::Command: Clone,
     {
-        self.timed::<A>(aggregate_id, command, metadata, Some(loaded))
+        self.timed::<A>(aggregate_id, command, metadata, Some(loaded), true)
             .await
     }
 
@@ -147,13 +170,16 @@ impl Dispatcher {
         command: A::Command,
         metadata: &EventMetadata,
         first: Option<(A, i64)>,
+        positioned: bool,
     ) -> Result<Executed, DispatchError<A::Error>>
     where
         A: Aggregate<Services = ()>,
         A::Command: Clone,
     {
         let started = Instant::now();
-        let result = self.run::<A>(aggregate_id, command, metadata, first).await;
+        let result = self
+            .run::<A>(aggregate_id, command, metadata, first, positioned)
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(DispatchError::Rejected(_)) => "rejected",
@@ -171,6 +197,7 @@ impl Dispatcher {
         command: A::Command,
         metadata: &EventMetadata,
         mut first: Option<(A, i64)>,
+        positioned: bool,
     ) -> Result<Executed, DispatchError<A::Error>>
     where
         A: Aggregate<Services = ()>,
@@ -190,26 +217,32 @@ impl Dispatcher {
                 .await
                 .map_err(DispatchError::Rejected)?;
             let events = sink.collect().await;
-            match self
-                .store
-                .append::<A>(aggregate_id, version, &events, metadata)
-                .await
-            {
+            let appended = if positioned {
+                self.store
+                    .append::<A>(aggregate_id, version, &events, metadata)
+                    .await
+                    .map(|a| a.map(|a| (a.version, Some(a.position))))
+            } else {
+                self.store
+                    .append_unpositioned::<A>(aggregate_id, version, &events, metadata)
+                    .await
+                    .map(|v| v.map(|v| (v, None)))
+            };
+            match appended {
                 Ok(appended) => {
                     if appended.is_some() {
                         metrics::counter!("events_appended_total", "aggregate" => A::TYPE)
                             .increment(events.len() as u64);
                     }
-                    if let Some(new) =
-                        appended.filter(|a| self.store.snapshot_due(version, a.version))
-                    {
-                        self.save_snapshot(aggregate_id, new.version, &aggregate)
+                    let new_version = appended.map_or(version, |(v, _)| v);
+                    if self.store.snapshot_due(version, new_version) {
+                        self.save_snapshot(aggregate_id, new_version, &aggregate)
                             .await;
                     }
                     return Ok(Executed {
                         aggregate_id: aggregate_id.to_owned(),
-                        version: appended.map_or(version, |a| a.version),
-                        position: appended.map(|a| a.position),
+                        version: new_version,
+                        position: appended.and_then(|(_, p)| p),
                     });
                 }
                 Err(StoreError::Conflict { .. }) if attempt < self.max_attempts => {

@@ -311,3 +311,33 @@ async fn execute_from_a_stale_state_is_decided_again_against_the_new_one(pool: P
         1
     );
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_unpositioned_command_appends_like_any_other_without_reading_its_position(pool: PgPool) {
+    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+    let (product, id) = stocked(&dispatcher, 10).await;
+    let executed = dispatcher
+        .execute_unpositioned::<Inventory>(&id, reserve(product, 4), &meta())
+        .await
+        .unwrap();
+    assert_eq!((executed.version, executed.position), (2, None));
+    assert_eq!(
+        count_events(&pool, "Inventory", &id, "StockReserved").await,
+        1
+    );
+    // Conflicts are still settled against the stored state: a stale second writer cannot oversell.
+    let stale = dispatcher.store().load::<Inventory>(&id).await.unwrap();
+    dispatcher
+        .execute_unpositioned::<Inventory>(&id, reserve(product, 6), &meta())
+        .await
+        .unwrap();
+    let executed = dispatcher
+        .execute_from::<Inventory>(&id, reserve(product, 1), &meta(), stale)
+        .await
+        .unwrap();
+    assert_eq!(executed.version, 4);
+    assert_eq!(
+        count_events(&pool, "Inventory", &id, "StockReservationRejected").await,
+        1
+    );
+}

@@ -98,7 +98,7 @@ impl OrderFulfilmentProcess {
             format!("{}:{id}", A::TYPE),
             Box::pin(async move {
                 match dispatcher
-                    .execute::<A>(&id.to_string(), command, &metadata)
+                    .execute_unpositioned::<A>(&id.to_string(), command, &metadata)
                     .await
                 {
                     Ok(_) => Ok(()),
