@@ -79,13 +79,7 @@ impl OrderFulfilmentProcess {
     /// Queues one command caused by `event`, sent with the rest of the run's (see
     /// [`Outbox::send`]). A domain rejection is an answer, not a failure (e.g. the order moved on
     /// meanwhile): it is logged and the saga goes on.
-    async fn send<A>(
-        &self,
-        out: &mut Outbox,
-        id: Uuid,
-        command: A::Command,
-        event: &StoredEvent,
-    ) -> Result<(), HandlerError>
+    fn send<A>(&self, out: &mut Outbox, id: Uuid, command: A::Command, event: &StoredEvent)
     where
         A: Aggregate<Services = ()> + 'static,
         A::Command: Clone + Send + 'static,
@@ -110,26 +104,23 @@ impl OrderFulfilmentProcess {
                 }
             }),
         );
-        Ok(())
     }
 
-    async fn release_lines(
+    fn release_lines(
         &self,
         out: &mut Outbox,
         order_id: Uuid,
         products: impl IntoIterator<Item = Uuid>,
         event: &StoredEvent,
-    ) -> Result<(), HandlerError> {
+    ) {
         for product_id in products {
             let command = InventoryCommand::ReleaseStock {
                 product_id,
                 order_id,
                 at: Utc::now(),
             };
-            self.send::<Inventory>(out, product_id, command, event)
-                .await?;
+            self.send::<Inventory>(out, product_id, command, event);
         }
-        Ok(())
     }
 
     /// Refunds whatever of `payment_id` is still captured (deterministic refund id per reason).
@@ -162,7 +153,8 @@ impl OrderFulfilmentProcess {
             reason: reason.to_owned(),
             at: Utc::now(),
         };
-        self.send::<Payment>(out, payment_id, command, event).await
+        self.send::<Payment>(out, payment_id, command, event);
+        Ok(())
     }
 
     async fn on_order(
@@ -207,8 +199,7 @@ impl OrderFulfilmentProcess {
                         quantity: line.quantity,
                         at: Utc::now(),
                     };
-                    self.send::<Inventory>(out, line.product_id, command, event)
-                        .await?;
+                    self.send::<Inventory>(out, line.product_id, command, event);
                 }
             }
             OrderEvent::OrderConfirmed {
@@ -225,16 +216,14 @@ impl OrderFulfilmentProcess {
                         order_id,
                         at: Utc::now(),
                     };
-                    self.send::<Inventory>(out, line.product_id, command, event)
-                        .await?;
+                    self.send::<Inventory>(out, line.product_id, command, event);
                 }
                 self.send::<Order>(
                     out,
                     order_id,
                     OrderCommand::MarkStockCommitted { at: Utc::now() },
                     event,
-                )
-                .await?;
+                );
             }
             OrderEvent::OrderCancelled {
                 order_id,
@@ -249,8 +238,7 @@ impl OrderFulfilmentProcess {
                 deadlines::cancel(conn, PAYMENT_TIMEOUT, order_id).await?;
                 // Releasing a line that holds nothing, or returning one that was never committed,
                 // is a no-op: so do both for every line, whatever the order got to.
-                self.release_lines(out, order_id, products(&lines), event)
-                    .await?;
+                self.release_lines(out, order_id, products(&lines), event);
                 for line in &lines {
                     let command = InventoryCommand::ReturnStock {
                         product_id: line.product_id,
@@ -258,16 +246,14 @@ impl OrderFulfilmentProcess {
                         quantity: line.quantity,
                         at: Utc::now(),
                     };
-                    self.send::<Inventory>(out, line.product_id, command, event)
-                        .await?;
+                    self.send::<Inventory>(out, line.product_id, command, event);
                 }
                 self.send::<Order>(
                     out,
                     order_id,
                     OrderCommand::MarkStockReleased { at: Utc::now() },
                     event,
-                )
-                .await?;
+                );
                 if let Some(payment_id) = was_paid {
                     self.refund_rest(out, payment_id, "order cancelled", event)
                         .await?;
@@ -280,8 +266,7 @@ impl OrderFulfilmentProcess {
             OrderEvent::OrderStockReservedAfterCancellation {
                 order_id, lines, ..
             } => {
-                self.release_lines(out, order_id, products(&lines), event)
-                    .await?;
+                self.release_lines(out, order_id, products(&lines), event);
             }
             _ => {}
         }
@@ -306,7 +291,8 @@ impl OrderFulfilmentProcess {
                 };
                 if state.rejected || state.cancelled {
                     // Too late: another line was short, or the order was cancelled meanwhile.
-                    return self.release_lines(out, order_id, [product_id], event).await;
+                    self.release_lines(out, order_id, [product_id], event);
+                    return Ok(());
                 }
                 let reserved: Vec<Uuid> = sqlx::query_scalar(
                     "UPDATE process.order_fulfilment \
@@ -324,8 +310,7 @@ impl OrderFulfilmentProcess {
                         order_id,
                         OrderCommand::MarkStockReserved { at: Utc::now() },
                         event,
-                    )
-                    .await?;
+                    );
                 }
             }
             InventoryEvent::StockReservationRejected { order_id, .. } => {
@@ -337,32 +322,25 @@ impl OrderFulfilmentProcess {
                     .execute(&mut *conn)
                     .await?;
                 // All or nothing: give back what the other lines hold.
-                self.release_lines(out, order_id, state.reserved, event)
-                    .await?;
+                self.release_lines(out, order_id, state.reserved, event);
                 self.send::<Order>(
                     out,
                     order_id,
                     OrderCommand::MarkStockRejected { at: Utc::now() },
                     event,
-                )
-                .await?;
+                );
                 let cancel = OrderCommand::CancelOrder {
                     reason: CancellationReason::OutOfStock,
                     at: Utc::now(),
                 };
-                self.send::<Order>(out, order_id, cancel, event).await?;
+                self.send::<Order>(out, order_id, cancel, event);
             }
             _ => {}
         }
         Ok(())
     }
 
-    async fn on_payment(
-        &self,
-        out: &mut Outbox,
-        event: &StoredEvent,
-        payment_event: PaymentEvent,
-    ) -> Result<(), HandlerError> {
+    fn on_payment(&self, out: &mut Outbox, event: &StoredEvent, payment_event: PaymentEvent) {
         match payment_event {
             PaymentEvent::PaymentCaptured {
                 payment_id,
@@ -375,7 +353,7 @@ impl OrderFulfilmentProcess {
                     amount,
                     at: Utc::now(),
                 };
-                self.send::<Order>(out, order_id, command, event).await
+                self.send::<Order>(out, order_id, command, event);
             }
             PaymentEvent::PaymentFailed {
                 payment_id,
@@ -388,7 +366,7 @@ impl OrderFulfilmentProcess {
                     reason,
                     at: Utc::now(),
                 };
-                self.send::<Order>(out, order_id, command, event).await
+                self.send::<Order>(out, order_id, command, event);
             }
             PaymentEvent::PaymentRefunded {
                 payment_id,
@@ -403,7 +381,7 @@ impl OrderFulfilmentProcess {
                     total_refunded,
                     at: Utc::now(),
                 };
-                self.send::<Order>(out, order_id, command, event).await
+                self.send::<Order>(out, order_id, command, event);
             }
         }
     }
@@ -423,7 +401,10 @@ impl OrderFulfilmentProcess {
                 self.on_inventory(out, conn, event, event.payload_as()?)
                     .await
             }
-            "Payment" => self.on_payment(out, event, event.payload_as()?).await,
+            "Payment" => {
+                self.on_payment(out, event, event.payload_as()?);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
