@@ -131,8 +131,10 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         )?;
     }
 
+    // One dispatcher for the API and the process managers of this process: one aggregate cache,
+    // so a saga command on an order the API just placed reads nothing before its append.
+    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
     if parts.process {
-        let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
         let saga = OrderFulfilmentProcess::new(dispatcher.clone(), settings.payment_timeout);
         let config = ConsumerConfig::new(
             OrderFulfilmentProcess::NAME,
@@ -141,7 +143,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         let consumer = DurableConsumer::new(pool.clone(), settings.broker.clone(), config, saga);
         tasks.spawn(consumer.run(shutdown.clone()));
         let deadlines =
-            DeadlineScheduler::new(pool.clone(), dispatcher, Duration::from_millis(500));
+            DeadlineScheduler::new(pool.clone(), dispatcher.clone(), Duration::from_millis(500));
         tasks.spawn(deadlines.run(shutdown.clone()));
 
         let notifications = NotificationsProcess::new(settings.smtp_url.is_some());
@@ -180,7 +182,13 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
             metrics: metrics.clone(),
         };
         let secret = jwt_secret.unwrap_or_default();
-        let state = AppState::new(pool.clone(), secret.as_bytes(), settings.api.clone(), ops);
+        let state = AppState::with_dispatcher(
+            pool.clone(),
+            dispatcher,
+            secret.as_bytes(),
+            settings.api.clone(),
+            ops,
+        );
         let router = commerce_api::routes::router(state);
         let token = shutdown.clone();
         tasks.spawn(async move {

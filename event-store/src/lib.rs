@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`db`]: create the database, connect, migrate.
-//! - [`store`]: load and append aggregates through postgres-es, with optimistic concurrency.
+//! - [`store`]: load (postgres-es, snapshots, a cache) and append (one statement of ours)
+//!   aggregates, with optimistic concurrency.
 //! - [`log`]: the gap-free global log reader (guarantee 2) and stream, correlation and time queries.
 //! - [`relay`]: publishes the log to RabbitMQ with confirms, one active relay (guarantee 3).
 //! - [`consumer`]: durable consumers with catch-up, exactly-once effect, halt on failure (4, 5).
@@ -32,4 +33,4 @@ pub use log::{LogFilter, LogReader};
 pub use position::Position;
 pub use record::{EventMetadata, StoredEvent};
 pub use relay::{Relay, RelayConfig};
-pub use store::{Appended, EventStore};
+pub use store::{AggregateReader, Appended, EventStore};

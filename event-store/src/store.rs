@@ -1,10 +1,25 @@
-//! Appending to and loading aggregates from the `events` table, through postgres-es, with
-//! snapshots of our own in `aggregate_snapshots`.
+//! Appending to and loading aggregates from the `events` table: postgres-es loads (and its
+//! schema is ours), appends are one statement of our own; snapshots of our own in
+//! `aggregate_snapshots`, and a cache of the aggregates this process last held.
 //!
 //! Plain event-store mode only: cqrs-es's snapshot and aggregate stores apply events twice (0.5.0),
 //! and `CqrsFramework::execute` cannot tell us where our events landed. So we load, and append at an
 //! expected version, ourselves; the unique `(aggregate_type, aggregate_id, sequence)` key turns a
 //! racing writer into [`StoreError::Conflict`] (guarantee 1).
+//!
+//! # Appends
+//!
+//! All events of one command go in one multi-row `INSERT … RETURNING` (position and transaction
+//! id), in an implicit transaction ([`EventStore::append`]) or the caller's
+//! ([`EventStore::append_in`]): one round trip where postgres-es's `persist` takes BEGIN, an
+//! INSERT per event, COMMIT and then a read of the position. The rows are exactly what `persist`
+//! writes, so postgres-es loads them (`event-store/tests/store.rs` checks both directions).
+//!
+//! # The aggregate cache
+//!
+//! See `store/aggregate_cache.rs`: a load from it costs one statement (the events after the cached
+//! version, [`EventStore::load_cached`]), and dispatch decides against it with no read at all, the append's primary key
+//! checking that nobody wrote since.
 //!
 //! # Snapshots
 //!
@@ -27,18 +42,21 @@
 //!   the row's `xmin` on every load, so a hot aggregate's big snapshot crosses the wire once per
 //!   snapshot rather than once per command (`store/snapshot_cache.rs`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
 use cqrs_es::{Aggregate, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use sqlx::types::JsonRawValue;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 
 use crate::{EventMetadata, Position, StoreError};
 
+mod aggregate_cache;
 mod snapshot_cache;
 
+use aggregate_cache::AggregateCache;
 use snapshot_cache::{Cached, SnapshotCache};
 
 /// Where an append landed.
@@ -62,6 +80,10 @@ pub struct EventStore {
     snapshot_every: u64,
     /// Shared by clones of this store.
     snapshot_cache: Arc<SnapshotCache>,
+    /// Shared by clones of this store.
+    aggregates: Arc<AggregateCache>,
+    /// Events folded by loads, shared by clones.
+    folded: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -82,6 +104,8 @@ impl EventStore {
             repo: Arc::new(repo),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             snapshot_cache: Arc::default(),
+            aggregates: Arc::default(),
+            folded: Arc::default(),
         }
     }
 
@@ -112,9 +136,137 @@ impl EventStore {
         &self.pool
     }
 
-    /// Loads one aggregate: its snapshot, if usable, plus the events after it; else every event.
-    /// Returns the state and its version (0: no events yet).
+    /// Loads one aggregate as the log holds it now: the state and its version (0: no events yet).
+    /// From its snapshot, if usable, plus the events after it, else every event through
+    /// postgres-es: two statements.
     pub async fn load<A: Aggregate>(&self, aggregate_id: &str) -> Result<(A, i64), StoreError> {
+        self.load_cold(aggregate_id).await
+    }
+
+    /// [`Self::load`] through this process's cache: when it holds the aggregate, one statement
+    /// folds on whatever the log has after the cached version; otherwise a full load, whose
+    /// result is cached.
+    pub async fn load_cached<A: Aggregate + Clone + 'static>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, i64), StoreError> {
+        if let Some(hit) = self.aggregates.get::<A>(A::TYPE, aggregate_id) {
+            if let Some(loaded) = self
+                .catch_up(aggregate_id, hit.aggregate, hit.version)
+                .await?
+            {
+                return Ok(loaded);
+            }
+        }
+        let (aggregate, version) = self.load_cold::<A>(aggregate_id).await?;
+        self.aggregates
+            .put(A::TYPE, aggregate_id, version, None, aggregate.clone());
+        Ok((aggregate, version))
+    }
+
+    /// Takes the cached state of `aggregate_id` and its version out of the cache, without asking
+    /// the log whether it is still current: only for a caller whose next write at that version
+    /// the log checks, and who puts the state after it back with [`Self::remember`] (command
+    /// dispatch). `None` when this process holds no state of it.
+    pub fn take_cached<A: Aggregate + Clone + 'static>(
+        &self,
+        aggregate_id: &str,
+    ) -> Option<(A, i64)> {
+        self.aggregates
+            .take::<A>(A::TYPE, aggregate_id)
+            .map(|hit| (hit.aggregate, hit.version))
+    }
+
+    /// Records `aggregate` as the state of `aggregate_id` right after an append that committed
+    /// at `appended`, so the next command or load here starts from it.
+    pub fn remember<A: Aggregate + 'static>(
+        &self,
+        aggregate_id: &str,
+        appended: Appended,
+        aggregate: Arc<A>,
+    ) {
+        self.aggregates.put_shared(
+            A::TYPE,
+            aggregate_id,
+            appended.version,
+            Some(appended.position),
+            aggregate,
+        );
+    }
+
+    /// The log position of `aggregate_id`'s event at `version` (`Position::START` for 0): from
+    /// the cache when it recorded it, else one read.
+    pub async fn position_at<A: Aggregate + Clone + 'static>(
+        &self,
+        aggregate_id: &str,
+        version: i64,
+    ) -> Result<Position, StoreError> {
+        if version <= 0 {
+            return Ok(Position::START);
+        }
+        if let Some(position) = self
+            .aggregates
+            .get::<A>(A::TYPE, aggregate_id)
+            .filter(|hit| hit.version == version)
+            .and_then(|hit| hit.position)
+        {
+            return Ok(position);
+        }
+        let (tx, pos): (i64, i64) = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Position::new(tx, pos))
+    }
+
+    /// How many events loads through this store (and its clones) have folded so far.
+    pub fn events_folded(&self) -> u64 {
+        self.folded.load(Ordering::Relaxed)
+    }
+
+    /// `aggregate` (cached at `version`) brought up to date with the log in one statement, or
+    /// `None` when the log does not hold that version (the cache is ahead of it: forgotten).
+    async fn catch_up<A: Aggregate + Clone + 'static>(
+        &self,
+        aggregate_id: &str,
+        aggregate: A,
+        version: i64,
+    ) -> Result<Option<(A, i64)>, StoreError> {
+        // From the cached version's own event on, so its presence proves the cache is not ahead
+        // of the log; only later events' payloads cross the wire.
+        let rows = sqlx::query_as::<_, (i64, Option<serde_json::Value>)>(
+            "SELECT sequence, CASE WHEN sequence > $3 THEN payload END FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3 ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rows = rows.into_iter().peekable();
+        if version > 0 && rows.next().map(|(sequence, _)| sequence) != Some(version) {
+            self.aggregates.remove(A::TYPE, aggregate_id);
+            return Ok(None);
+        }
+        let later: Vec<(i64, serde_json::Value)> = rows
+            .filter_map(|(sequence, payload)| payload.map(|p| (sequence, p)))
+            .collect();
+        if later.is_empty() {
+            return Ok(Some((aggregate, version)));
+        }
+        let (aggregate, version) = self.fold(aggregate, version, later)?;
+        self.aggregates
+            .put(A::TYPE, aggregate_id, version, None, aggregate.clone());
+        Ok(Some((aggregate, version)))
+    }
+
+    /// Loads without the cache: snapshot plus later events, else the whole stream.
+    async fn load_cold<A: Aggregate>(&self, aggregate_id: &str) -> Result<(A, i64), StoreError> {
         if self.snapshot_every > 0 {
             if let Some(loaded) = self.load_from_snapshot::<A>(aggregate_id).await? {
                 return Ok(loaded);
@@ -130,7 +282,26 @@ impl EventStore {
             .map(|event| Ok((i64::try_from(event.sequence)?, event.payload)))
             .collect::<Result<Vec<_>, std::num::TryFromIntError>>()
             .map_err(|_| StoreError::Repository("sequence out of range".into()))?;
-        fold(A::default(), 0, events)
+        self.fold(A::default(), 0, events)
+    }
+
+    /// Applies `events` (sequence, payload) to `aggregate`, which is at `version`; returns the
+    /// state and the new version.
+    fn fold<A: Aggregate>(
+        &self,
+        mut aggregate: A,
+        mut version: i64,
+        events: impl IntoIterator<Item = (i64, serde_json::Value)>,
+    ) -> Result<(A, i64), StoreError> {
+        let mut folded = 0;
+        for (sequence, payload) in events {
+            version = sequence;
+            aggregate.apply(serde_json::from_value(payload)?);
+            folded += 1;
+        }
+        self.folded.fetch_add(folded, Ordering::Relaxed);
+        metrics::counter!("events_folded_total", "aggregate" => A::TYPE).increment(folded);
+        Ok((aggregate, version))
     }
 
     /// The snapshot plus the events after it, or `None` when there is no usable snapshot.
@@ -211,7 +382,7 @@ impl EventStore {
                 state,
             },
         );
-        fold(aggregate, version, events).map(Some)
+        self.fold(aggregate, version, events).map(Some)
     }
 
     /// Records `aggregate` as the state of `aggregate_id` folded up to `version`.
@@ -256,10 +427,12 @@ impl EventStore {
         Ok(true)
     }
 
-    /// Appends `events` after `expected_version` in one transaction, with `metadata` on each.
+    /// Appends `events` after `expected_version` in one statement, with `metadata` on each, in
+    /// an implicit transaction of its own.
     ///
-    /// Returns `None` when there is nothing to append, else the new version and log position.
-    /// A concurrent append at the same version fails with [`StoreError::Conflict`].
+    /// Returns `None` when there is nothing to append, else the new version and the log position
+    /// of the last event. A concurrent append at the same version fails with
+    /// [`StoreError::Conflict`] (the primary key, guarantee 1).
     pub async fn append<A: Aggregate>(
         &self,
         aggregate_id: &str,
@@ -267,79 +440,87 @@ impl EventStore {
         events: &[A::Event],
         metadata: &EventMetadata,
     ) -> Result<Option<Appended>, StoreError> {
-        let Some(version) = self
-            .append_unpositioned::<A>(aggregate_id, expected_version, events, metadata)
-            .await?
-        else {
-            return Ok(None);
-        };
-        // postgres-es does not say where the events landed: one more read.
-        let (tx, pos): (i64, i64) = sqlx::query_as(
-            "SELECT transaction_id::text::bigint, global_position FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(version)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Some(Appended {
-            version,
-            position: Position::new(tx, pos),
-        }))
+        append_with::<A, _>(&self.pool, aggregate_id, expected_version, events, metadata).await
     }
 
-    /// [`Self::append`] for a caller that needs no log position (a saga's command): saves the
-    /// read of it. Returns the new version, `None` when there is nothing to append.
-    pub async fn append_unpositioned<A: Aggregate>(
+    /// [`Self::append`] inside the caller's open transaction: the events commit (or roll back)
+    /// with it. A conflict aborts that transaction, as any failed statement does.
+    pub async fn append_in<A: Aggregate>(
         &self,
+        conn: &mut PgConnection,
         aggregate_id: &str,
         expected_version: i64,
         events: &[A::Event],
         metadata: &EventMetadata,
-    ) -> Result<Option<i64>, StoreError> {
-        if events.is_empty() {
-            return Ok(None);
-        }
-        let metadata = serde_json::to_value(metadata)?;
-        let first = usize::try_from(expected_version + 1)
-            .map_err(|_| StoreError::Repository("negative expected version".into()))?;
-        let serialized = events
-            .iter()
-            .enumerate()
-            .map(|(i, event)| {
-                Ok(SerializedEvent::new(
-                    aggregate_id.to_owned(),
-                    first + i,
-                    A::TYPE.to_owned(),
-                    event.event_type(),
-                    event.event_version(),
-                    serde_json::to_value(event)?,
-                    metadata.clone(),
-                ))
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        self.repo
-            .persist::<A>(&serialized, None)
-            .await
-            .map_err(|e| repository_error::<A>(e, aggregate_id))?;
-        Ok(Some(expected_version + events.len() as i64))
+    ) -> Result<Option<Appended>, StoreError> {
+        append_with::<A, _>(conn, aggregate_id, expected_version, events, metadata).await
     }
 }
 
-/// Applies `events` (sequence, payload) to `aggregate`, which is at `version`; returns the state
-/// and the new version.
-fn fold<A: Aggregate>(
-    mut aggregate: A,
-    mut version: i64,
-    events: impl IntoIterator<Item = (i64, serde_json::Value)>,
-) -> Result<(A, i64), StoreError> {
-    for (sequence, payload) in events {
-        version = sequence;
-        aggregate.apply(serde_json::from_value(payload)?);
+/// All events of one command in one multi-row `INSERT … RETURNING`: no BEGIN/COMMIT round trips,
+/// no read of the position afterwards. Columns as postgres-es writes them, so its repository
+/// loads what this writes (and we load what it persists).
+async fn append_with<'c, A: Aggregate, E: PgExecutor<'c>>(
+    executor: E,
+    aggregate_id: &str,
+    expected_version: i64,
+    events: &[A::Event],
+    metadata: &EventMetadata,
+) -> Result<Option<Appended>, StoreError> {
+    if events.is_empty() {
+        return Ok(None);
     }
-    Ok((aggregate, version))
+    if expected_version < 0 {
+        return Err(StoreError::Repository("negative expected version".into()));
+    }
+    let metadata = serde_json::to_string(metadata)?;
+    let mut types = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for event in events {
+        types.push(event.event_type());
+        versions.push(event.event_version());
+        payloads.push(serde_json::to_string(event)?);
+    }
+    let written: Result<Vec<(i64, i64)>, sqlx::Error> = sqlx::query_as(
+        "INSERT INTO events \
+         (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT $1, $2, $3 + e.n, e.event_type, e.event_version, e.payload::jsonb, $7::jsonb \
+         FROM unnest($4::text[], $5::text[], $6::text[]) \
+         WITH ORDINALITY AS e(event_type, event_version, payload, n) \
+         RETURNING transaction_id::text::bigint, global_position",
+    )
+    .bind(A::TYPE)
+    .bind(aggregate_id)
+    .bind(expected_version)
+    .bind(&types)
+    .bind(&versions)
+    .bind(&payloads)
+    .bind(&metadata)
+    .fetch_all(executor)
+    .await;
+    let written = match written {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some(EVENTS_PRIMARY_KEY) => {
+            return Err(StoreError::Conflict {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (transaction_id, global_position) = written
+        .into_iter()
+        .max_by_key(|&(_, position)| position)
+        .ok_or_else(|| StoreError::Repository("the append returned no rows".into()))?;
+    Ok(Some(Appended {
+        version: expected_version + events.len() as i64,
+        position: Position::new(transaction_id, global_position),
+    }))
 }
+
+/// The key two writers of one aggregate version collide on (guarantee 1).
+const EVENTS_PRIMARY_KEY: &str = "events_pkey";
 
 /// A postgres-es failure as a [`StoreError`], keeping its cause: postgres-es boxes the driver's
 /// error (and files a pool timeout or a terminated session as "unknown"), so a database outage
@@ -363,5 +544,31 @@ fn repository_error<A: Aggregate>(error: PersistenceError, aggregate_id: &str) -
             Ok(serde) => StoreError::Serde(*serde),
             Err(cause) => StoreError::Repository(cause),
         },
+    }
+}
+
+/// Read-only access to aggregates, for callers that check a command's preconditions or answer
+/// from the write side (the API) but must never append: shares the store's caches.
+#[derive(Debug, Clone)]
+pub struct AggregateReader {
+    store: EventStore,
+}
+
+impl AggregateReader {
+    /// Loads one aggregate as the log holds it now (see [`EventStore::load_cached`]).
+    pub async fn load<A: Aggregate + Clone + 'static>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, i64), StoreError> {
+        self.store.load_cached::<A>(aggregate_id).await
+    }
+}
+
+impl EventStore {
+    /// A read-only handle on this store's aggregates.
+    pub fn reader(&self) -> AggregateReader {
+        AggregateReader {
+            store: self.clone(),
+        }
     }
 }

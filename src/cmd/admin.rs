@@ -59,7 +59,7 @@ async fn create_user(
             "created user {user_id} ({email}) with role {role_name}"
         ))?,
         Err(DispatchError::Rejected(UserError::EmailTaken { .. })) => {
-            let (user, _) = dispatcher.store().load::<User>(&id).await?;
+            let (user, _) = dispatcher.reader().load::<User>(&id).await?;
             let mut roles = user.roles().to_vec();
             if !roles.contains(&role) {
                 roles.push(role);

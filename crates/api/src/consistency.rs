@@ -6,8 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commerce_commands::log::Position;
-use commerce_commands::Executed;
+use commerce_event_store::Position;
 use serde::Serialize;
 
 use crate::envelope::Data;
@@ -75,14 +74,14 @@ pub struct Written<T> {
     pub status: StatusCode,
     /// The position of the command's last event, or of the aggregate's latest event when the
     /// command was an idempotent repeat.
-    pub position: Option<Position>,
+    pub position: Position,
     /// The body; `None` for 204.
     pub body: Option<Data<T>>,
 }
 
 impl<T> Written<T> {
     /// A 200/201 with `data`.
-    pub fn new(status: StatusCode, position: Option<Position>, data: T) -> Self {
+    pub fn new(status: StatusCode, position: Position, data: T) -> Self {
         Self {
             status,
             position,
@@ -93,7 +92,7 @@ impl<T> Written<T> {
 
 impl Written<()> {
     /// A 204.
-    pub fn no_content(position: Option<Position>) -> Self {
+    pub fn no_content(position: Position) -> Self {
         Self {
             status: StatusCode::NO_CONTENT,
             position,
@@ -108,35 +107,9 @@ impl<T: Serialize> IntoResponse for Written<T> {
             Some(body) => (self.status, axum::Json(body)).into_response(),
             None => self.status.into_response(),
         };
-        if let Some(position) = self.position {
-            if let Ok(value) = HeaderValue::from_str(&position.token()) {
-                response.headers_mut().insert(EVENT_POSITION, value);
-            }
+        if let Ok(value) = HeaderValue::from_str(&self.position.token()) {
+            response.headers_mut().insert(EVENT_POSITION, value);
         }
         response
-    }
-}
-
-/// The position to report for `executed`: its own, or (for a repeat that wrote nothing) the
-/// aggregate's latest event.
-pub async fn position_of(
-    state: &AppState,
-    aggregate_type: &str,
-    executed: &Executed,
-) -> Result<Option<Position>, ApiError> {
-    match executed.position {
-        Some(p) => Ok(Some(p)),
-        None => Ok(state
-            .log
-            .last_of_stream(aggregate_type, &executed.aggregate_id)
-            .await?),
-    }
-}
-
-/// The later of two positions.
-pub fn latest(a: Option<Position>, b: Option<Position>) -> Option<Position> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
     }
 }

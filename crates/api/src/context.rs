@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use commerce_commands::log::EventMetadata;
+use commerce_event_store::EventMetadata;
 
 use crate::auth::Caller;
 

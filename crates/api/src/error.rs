@@ -261,8 +261,8 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<commerce_commands::log::StoreError> for ApiError {
-    fn from(error: commerce_commands::log::StoreError) -> Self {
+impl From<commerce_event_store::StoreError> for ApiError {
+    fn from(error: commerce_event_store::StoreError) -> Self {
         store(error)
     }
 }

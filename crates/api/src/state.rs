@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use commerce_commands::log::LogReader;
 use commerce_commands::Dispatcher;
+use commerce_event_store::{AggregateReader, LogReader};
 use sqlx::PgPool;
 
 use crate::auth::token::TokenKeys;
@@ -59,6 +59,9 @@ pub struct AppState {
     pub pool: PgPool,
     /// Runs commands.
     pub dispatcher: Dispatcher,
+    /// Loads aggregates to check a command's preconditions (read-only; shares the dispatcher's
+    /// cache).
+    pub aggregates: AggregateReader,
     /// Reads the log (history, `as_of`, admin views).
     pub log: LogReader,
     /// Signs and verifies access tokens.
@@ -82,7 +85,7 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State over `pool`, signing tokens with `jwt_secret`.
     pub fn new(pool: PgPool, jwt_secret: &[u8], config: ApiConfig, ops: OpsState) -> Self {
-        let dispatcher = Dispatcher::new(commerce_commands::log::EventStore::new(pool.clone()));
+        let dispatcher = Dispatcher::new(commerce_event_store::EventStore::new(pool.clone()));
         Self::with_dispatcher(pool, dispatcher, jwt_secret, config, ops)
     }
 
@@ -97,6 +100,7 @@ impl AppState {
         let limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
         Self {
             log: LogReader::new(pool.clone()),
+            aggregates: dispatcher.reader(),
             pool,
             dispatcher,
             keys: Arc::new(TokenKeys::new(jwt_secret)),

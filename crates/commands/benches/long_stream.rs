@@ -298,7 +298,7 @@ async fn reserve(dispatcher: &Dispatcher, product: Uuid) -> BenchResult<Duration
         .execute::<Inventory>(&product.to_string(), command, &meta)
         .await?;
     let took = started.elapsed();
-    if executed.position.is_none() {
+    if !executed.wrote {
         return Err("the reservation wrote nothing".into());
     }
     Ok(took)

@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commerce_event_store::{EventMetadata, EventStore, Position, StoreError};
+use commerce_event_store::{AggregateReader, EventMetadata, EventStore, Position, StoreError};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use rand::Rng;
@@ -28,16 +28,22 @@ use tokio::sync::Mutex;
 
 const LOCK_STRIPES: usize = 1024;
 
-/// What a command did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Executed {
+/// What a command did, and what it left: the handler answers from this, never reading back
+/// what it just wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed<A> {
     /// The aggregate the command ran against.
     pub aggregate_id: String,
+    /// The aggregate as it stands after the command's events (shared with this process's cache,
+    /// which copies it only if the next command comes while this is still held).
+    pub aggregate: Arc<A>,
     /// The aggregate's version afterwards.
     pub version: i64,
-    /// The log position of the last event written; `None` when the command wrote nothing (an
-    /// idempotent repeat) or ran through [`Dispatcher::execute_unpositioned`].
-    pub position: Option<Position>,
+    /// The log position of the last event written or, when the command wrote nothing (an
+    /// idempotent repeat), of the aggregate's latest event (`Position::START` for none).
+    pub position: Position,
+    /// Whether the command wrote any event.
+    pub wrote: bool,
 }
 
 /// Why a command did not run.
@@ -73,6 +79,20 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
+/// The state a command is decided against, and whether it is known to be the log's current one.
+struct Basis<A> {
+    aggregate: A,
+    version: i64,
+    /// Read from the log for this attempt; otherwise cached or handed in by the caller, and only
+    /// the append (which conflicts if the log moved on) checks it.
+    fresh: bool,
+}
+
+/// Bounds of a command's aggregate: every aggregate of ours is cloned into and out of the cache.
+pub trait Dispatchable: Aggregate<Services = ()> + Clone + 'static {}
+
+impl<A: Aggregate<Services = ()> + Clone + 'static> Dispatchable for A {}
+
 impl Dispatcher {
     /// A dispatcher over `store`, trying each command up to 20 times.
     pub fn new(store: EventStore) -> Self {
@@ -83,42 +103,35 @@ impl Dispatcher {
         }
     }
 
-    /// The store behind this dispatcher.
-    pub fn store(&self) -> &EventStore {
-        &self.store
+    /// Read-only access to the aggregates this dispatcher writes, sharing its cache.
+    pub fn reader(&self) -> AggregateReader {
+        self.store.reader()
+    }
+
+    /// The same dispatcher trying each command at most `attempts` times before giving up with
+    /// [`DispatchError::Contention`].
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
     }
 
     /// Runs `command` against aggregate `A` with id `aggregate_id`, appending its events with
     /// `metadata`. Conflicts are retried against the new state; a domain rejection is returned
     /// as [`DispatchError::Rejected`] and writes nothing.
+    ///
+    /// When this process holds the aggregate (it ran or loaded it lately), the command is decided
+    /// against that state without reading the log: the append at its version is the check.
     pub async fn execute<A>(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: &EventMetadata,
-    ) -> Result<Executed, DispatchError<A::Error>>
+    ) -> Result<Executed<A>, DispatchError<A::Error>>
     where
-        A: Aggregate<Services = ()>,
+        A: Dispatchable,
         A::Command: Clone,
     {
-        self.timed::<A>(aggregate_id, command, metadata, None, true)
-            .await
-    }
-
-    /// Like [`Self::execute`] for a caller that needs no log position (a saga's command): the
-    /// append skips reading it back, so the returned [`Executed::position`] is always `None`.
-    pub async fn execute_unpositioned<A>(
-        &self,
-        aggregate_id: &str,
-        command: A::Command,
-        metadata: &EventMetadata,
-    ) -> Result<Executed, DispatchError<A::Error>>
-    where
-        A: Aggregate<Services = ()>,
-        A::Command: Clone,
-    {
-        self.timed::<A>(aggregate_id, command, metadata, None, false)
-            .await
+        self.timed::<A>(aggregate_id, command, metadata, None).await
     }
 
     /// Like [`Self::execute`] for an aggregate the caller has just made up a fresh id for (a
@@ -130,37 +143,31 @@ impl Dispatcher {
         aggregate_id: &str,
         command: A::Command,
         metadata: &EventMetadata,
-    ) -> Result<Executed, DispatchError<A::Error>>
+    ) -> Result<Executed<A>, DispatchError<A::Error>>
     where
-        A: Aggregate<Services = ()>,
+        A: Dispatchable,
         A::Command: Clone,
     {
-        self.timed::<A>(
-            aggregate_id,
-            command,
-            metadata,
-            Some((A::default(), 0)),
-            true,
-        )
-        .await
+        self.timed::<A>(aggregate_id, command, metadata, Some((A::default(), 0)))
+            .await
     }
 
     /// Like [`Self::execute`], starting from `loaded`, a state at `version` the caller has just
-    /// loaded from this store (to check the command against it). Saves the second load; should the
-    /// aggregate have moved on since, the append conflicts and the command runs again against the
-    /// stored state.
+    /// loaded (to check the command against it). Saves the second load; should the aggregate
+    /// have moved on since, the append conflicts and the command runs again against the stored
+    /// state.
     pub async fn execute_from<A>(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: &EventMetadata,
         loaded: (A, i64),
-    ) -> Result<Executed, DispatchError<A::Error>>
+    ) -> Result<Executed<A>, DispatchError<A::Error>>
     where
-        A: Aggregate<Services = ()>,
+        A: Dispatchable,
         A::Command: Clone,
     {
-        self.timed::<A>(aggregate_id, command, metadata, Some(loaded), true)
+        self.timed::<A>(aggregate_id, command, metadata, Some(loaded))
             .await
     }
 
@@ -169,17 +176,14 @@ impl Dispatcher {
         aggregate_id: &str,
         command: A::Command,
         metadata: &EventMetadata,
-        first: Option<(A, i64)>,
-        positioned: bool,
-    ) -> Result<Executed, DispatchError<A::Error>>
+        given: Option<(A, i64)>,
+    ) -> Result<Executed<A>, DispatchError<A::Error>>
     where
-        A: Aggregate<Services = ()>,
+        A: Dispatchable,
         A::Command: Clone,
     {
         let started = Instant::now();
-        let result = self
-            .run::<A>(aggregate_id, command, metadata, first, positioned)
-            .await;
+        let result = self.run::<A>(aggregate_id, command, metadata, given).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(DispatchError::Rejected(_)) => "rejected",
@@ -196,65 +200,101 @@ impl Dispatcher {
         aggregate_id: &str,
         command: A::Command,
         metadata: &EventMetadata,
-        mut first: Option<(A, i64)>,
-        positioned: bool,
-    ) -> Result<Executed, DispatchError<A::Error>>
+        given: Option<(A, i64)>,
+    ) -> Result<Executed<A>, DispatchError<A::Error>>
     where
-        A: Aggregate<Services = ()>,
+        A: Dispatchable,
         A::Command: Clone,
     {
         let _local_turn = self.stripe(A::TYPE, aggregate_id).lock().await;
+        let mut unchecked = given.or_else(|| self.store.take_cached::<A>(aggregate_id));
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (mut aggregate, version) = match first.take() {
-                Some(given) => given,
-                None => self.store.load::<A>(aggregate_id).await?,
+            let basis = match unchecked.take() {
+                Some((aggregate, version)) => Basis {
+                    aggregate,
+                    version,
+                    fresh: false,
+                },
+                None => {
+                    let (aggregate, version) = self.store.load_cached::<A>(aggregate_id).await?;
+                    Basis {
+                        aggregate,
+                        version,
+                        fresh: true,
+                    }
+                }
             };
+            let Basis {
+                mut aggregate,
+                version,
+                fresh,
+            } = basis;
             let sink = EventSink::default();
-            aggregate
-                .handle(command.clone(), &(), &sink)
-                .await
-                .map_err(DispatchError::Rejected)?;
+            let decided = aggregate.handle(command.clone(), &(), &sink).await;
             let events = sink.collect().await;
-            let appended = if positioned {
-                self.store
-                    .append::<A>(aggregate_id, version, &events, metadata)
-                    .await
-                    .map(|a| a.map(|a| (a.version, Some(a.position))))
-            } else {
-                self.store
-                    .append_unpositioned::<A>(aggregate_id, version, &events, metadata)
-                    .await
-                    .map(|v| v.map(|v| (v, None)))
-            };
-            match appended {
-                Ok(appended) => {
-                    if appended.is_some() {
-                        metrics::counter!("events_appended_total", "aggregate" => A::TYPE)
-                            .increment(events.len() as u64);
-                    }
-                    let new_version = appended.map_or(version, |(v, _)| v);
-                    if self.store.snapshot_due(version, new_version) {
-                        self.save_snapshot(aggregate_id, new_version, &aggregate)
-                            .await;
-                    }
+            match decided {
+                // A refusal or a no-op decided on a state the log has not confirmed may be stale:
+                // decide again on the current one (the load is one statement from the cache).
+                Err(_) if !fresh => continue,
+                Ok(()) if events.is_empty() && !fresh => continue,
+                Err(e) => return Err(DispatchError::Rejected(e)),
+                Ok(()) if events.is_empty() => {
+                    let position = self.store.position_at::<A>(aggregate_id, version).await?;
                     return Ok(Executed {
                         aggregate_id: aggregate_id.to_owned(),
-                        version: new_version,
-                        position: appended.and_then(|(_, p)| p),
+                        aggregate: Arc::new(aggregate),
+                        version,
+                        position,
+                        wrote: false,
                     });
+                }
+                Ok(()) => {}
+            }
+            match self
+                .store
+                .append::<A>(aggregate_id, version, &events, metadata)
+                .await
+            {
+                Ok(Some(appended)) => {
+                    metrics::counter!("events_appended_total", "aggregate" => A::TYPE)
+                        .increment(events.len() as u64);
+                    if self.store.snapshot_due(version, appended.version) {
+                        self.save_snapshot(aggregate_id, appended.version, &aggregate)
+                            .await;
+                    }
+                    let aggregate = Arc::new(aggregate);
+                    self.store
+                        .remember(aggregate_id, appended, Arc::clone(&aggregate));
+                    return Ok(Executed {
+                        aggregate_id: aggregate_id.to_owned(),
+                        aggregate,
+                        version: appended.version,
+                        position: appended.position,
+                        wrote: true,
+                    });
+                }
+                Ok(None) => {
+                    return Err(DispatchError::Store(StoreError::Repository(
+                        "an append of events wrote nothing".into(),
+                    )))
                 }
                 Err(StoreError::Conflict { .. }) if attempt < self.max_attempts => {
                     tracing::debug!(
                         aggregate = A::TYPE,
                         aggregate_id,
                         attempt,
+                        fresh,
                         "conflict; retrying"
                     );
-                    let cap = 2_u64 << attempt.min(6);
-                    let pause = rand::rng().random_range(1..=cap);
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    // A stale cache is expected to conflict once: go straight to the log. A race
+                    // lost on a fresh state backs off, with jitter, before trying again.
+                    if fresh {
+                        let cap = 2_u64 << attempt.min(6);
+                        let pause = rand::rng().random_range(1..=cap);
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
                 }
                 Err(StoreError::Conflict { .. }) => {
                     return Err(DispatchError::Contention { attempts: attempt })

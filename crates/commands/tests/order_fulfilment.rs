@@ -114,7 +114,7 @@ impl Pipeline {
     /// Runs `command` against aggregate `A` as a customer would.
     async fn exec<A>(&self, id: Uuid, command: A::Command)
     where
-        A: cqrs_es::Aggregate<Services = ()>,
+        A: commerce_commands::Dispatchable,
         A::Command: Clone,
         A::Error: std::fmt::Debug,
     {
@@ -209,7 +209,7 @@ impl Pipeline {
 
     async fn order(&self, order: Uuid) -> Order {
         self.dispatcher
-            .store()
+            .reader()
             .load::<Order>(&order.to_string())
             .await
             .unwrap()
@@ -219,7 +219,7 @@ impl Pipeline {
     async fn inventory(&self, product: Uuid) -> (i64, i64) {
         let (inv, _) = self
             .dispatcher
-            .store()
+            .reader()
             .load::<Inventory>(&product.to_string())
             .await
             .unwrap();
@@ -406,7 +406,7 @@ async fn a_customer_cancel_releases_stock_and_refunds_the_capture(pool: PgPool) 
     );
     let (pay, _) = p
         .dispatcher
-        .store()
+        .reader()
         .load::<Payment>(&payment.to_string())
         .await
         .unwrap();

@@ -132,7 +132,7 @@ async fn twenty_racing_registrations_of_one_email_create_one_user(pool: PgPool) 
         match task.await.unwrap() {
             Ok(executed) => {
                 created += 1;
-                assert!(executed.position.is_some());
+                assert!(executed.wrote);
             }
             Err(DispatchError::Rejected(e)) => assert!(e.to_string().contains("already"), "{e}"),
             Err(other) => panic!("unexpected {other:?}"),
@@ -206,7 +206,7 @@ async fn two_racing_payments_for_one_order_capture_once(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn an_idempotent_repeat_writes_nothing_and_returns_no_position(pool: PgPool) {
+async fn an_idempotent_repeat_writes_nothing_and_reports_where_the_aggregate_stands(pool: PgPool) {
     let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
     let product = Uuid::new_v4();
     let id = product.to_string();
@@ -236,8 +236,12 @@ async fn an_idempotent_repeat_writes_nothing_and_returns_no_position(pool: PgPoo
         .await
         .unwrap();
     assert_eq!(first.version, 2);
-    assert!(first.position.is_some());
-    assert_eq!((second.version, second.position), (2, None));
+    assert!(first.wrote);
+    // The repeat wrote nothing and reports where the aggregate stands: the first one's event.
+    assert_eq!(
+        (second.version, second.wrote, second.position),
+        (2, false, first.position)
+    );
 }
 
 /// `AdjustStock` of `units` to a new product's inventory; returns its id.
@@ -291,7 +295,7 @@ async fn create_on_an_id_that_exists_is_decided_against_the_stored_state(pool: P
 async fn execute_from_a_stale_state_is_decided_again_against_the_new_one(pool: PgPool) {
     let [first, second] = [0, 1].map(|_| Dispatcher::new(EventStore::new(pool.clone())));
     let (product, id) = stocked(&first, 10).await;
-    let stale = first.store().load::<Inventory>(&id).await.unwrap();
+    let stale = first.reader().load::<Inventory>(&id).await.unwrap();
     second
         .execute::<Inventory>(&id, reserve(product, 8), &meta())
         .await
@@ -313,31 +317,72 @@ async fn execute_from_a_stale_state_is_decided_again_against_the_new_one(pool: P
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn an_unpositioned_command_appends_like_any_other_without_reading_its_position(pool: PgPool) {
-    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
-    let (product, id) = stocked(&dispatcher, 10).await;
-    let executed = dispatcher
-        .execute_unpositioned::<Inventory>(&id, reserve(product, 4), &meta())
+async fn a_command_decided_on_a_stale_cached_state_is_decided_again_on_the_log(pool: PgPool) {
+    // Two processes: `first` holds the inventory in its cache at 10 units, `second` reserves 8.
+    let [first, second] = [0, 1].map(|_| Dispatcher::new(EventStore::new(pool.clone())));
+    let (product, id) = stocked(&first, 10).await;
+    second
+        .execute::<Inventory>(&id, reserve(product, 8), &meta())
         .await
         .unwrap();
-    assert_eq!((executed.version, executed.position), (2, None));
+    // The cached 10 units would take 5; the append at the cached version conflicts, and the
+    // command is decided again against the 2 units the log holds.
+    let executed = first
+        .execute::<Inventory>(&id, reserve(product, 5), &meta())
+        .await
+        .unwrap();
+    assert_eq!(executed.version, 3);
+    assert_eq!(executed.aggregate.available(), 2);
     assert_eq!(
         count_events(&pool, "Inventory", &id, "StockReserved").await,
         1
     );
-    // Conflicts are still settled against the stored state: a stale second writer cannot oversell.
-    let stale = dispatcher.store().load::<Inventory>(&id).await.unwrap();
-    dispatcher
-        .execute_unpositioned::<Inventory>(&id, reserve(product, 6), &meta())
-        .await
-        .unwrap();
-    let executed = dispatcher
-        .execute_from::<Inventory>(&id, reserve(product, 1), &meta(), stale)
-        .await
-        .unwrap();
-    assert_eq!(executed.version, 4);
     assert_eq!(
         count_events(&pool, "Inventory", &id, "StockReservationRejected").await,
         1
     );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_refusal_decided_on_a_stale_cached_state_is_checked_against_the_log(pool: PgPool) {
+    let [first, second] = [0, 1].map(|_| Dispatcher::new(EventStore::new(pool.clone())));
+    let (product, id) = stocked(&first, 10).await;
+    let add = InventoryCommand::AdjustStock {
+        product_id: product,
+        adjustment: StockAdjustment::Add(5),
+        reason: None,
+        at: Utc::now(),
+    };
+    second
+        .execute::<Inventory>(&id, add, &meta())
+        .await
+        .unwrap();
+    // `first`'s cache says 10 units, too few to take 12 away; the log says 15.
+    let subtract = InventoryCommand::AdjustStock {
+        product_id: product,
+        adjustment: StockAdjustment::Subtract(12),
+        reason: None,
+        at: Utc::now(),
+    };
+    let executed = first
+        .execute::<Inventory>(&id, subtract, &meta())
+        .await
+        .unwrap();
+    assert_eq!((executed.version, executed.aggregate.available()), (3, 3));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_command_answers_with_the_aggregate_and_the_position_it_wrote(pool: PgPool) {
+    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+    let (product, id) = stocked(&dispatcher, 10).await;
+    let executed = dispatcher
+        .execute::<Inventory>(&id, reserve(product, 4), &meta())
+        .await
+        .unwrap();
+    assert_eq!((executed.version, executed.aggregate.available()), (2, 6));
+    let last = LogReader::new(pool.clone())
+        .last_of_stream("Inventory", &id)
+        .await
+        .unwrap();
+    assert_eq!(Some(executed.position), last);
 }

@@ -86,8 +86,7 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         let claims = state.keys.verify(token)?;
         let (user, _) = state
-            .dispatcher
-            .store()
+            .aggregates
             .load::<User>(&claims.sub.to_string())
             .await?;
         if !user.is_active() {

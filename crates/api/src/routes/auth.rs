@@ -21,12 +21,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{password, refresh, Caller};
-use crate::consistency::{position_of, Written};
+use crate::consistency::Written;
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::routes::users::{self, UserBody, USER};
+use crate::routes::users::{self, UserBody};
 use crate::state::AppState;
 
 /// The one answer to a wrong password, an unknown email and a deactivated account.
@@ -148,7 +148,7 @@ async fn register(
     let user_id = user_id_for_email(&input.email);
     let id = user_id.to_string();
     // Spares the hash on a plain duplicate; a concurrent one is still refused by the aggregate.
-    let (existing, _) = state.dispatcher.store().load::<User>(&id).await?;
+    let (existing, _) = state.aggregates.load::<User>(&id).await?;
     if existing.user_id().is_some() {
         return Err(email_taken());
     }
@@ -172,7 +172,7 @@ async fn register(
             DispatchError::Rejected(UserError::EmailTaken { .. }) => email_taken(),
             other => other.into(),
         })?;
-    let position = position_of(&state, USER, &executed).await?;
+    let position = executed.position;
     let body = match users::view_after(&state, user_id, position).await {
         Ok(body) => body,
         // The account exists: answering 503 would make the client retry into a 409.
@@ -194,11 +194,7 @@ async fn login(
     Json(input): Json<LoginInput>,
 ) -> ApiResult<axum::Json<Data<TokenPair>>> {
     let user_id = user_id_for_email(&input.email);
-    let (user, _) = state
-        .dispatcher
-        .store()
-        .load::<User>(&user_id.to_string())
-        .await?;
+    let (user, _) = state.aggregates.load::<User>(&user_id.to_string()).await?;
     // Made on the first login of either kind, so not even that one tells the two apart.
     let dummy = DUMMY_HASH
         .get_or_try_init(|| password::dummy_hash(state.config.password_memory_kib))
@@ -229,11 +225,7 @@ async fn refresh_pair(
     Json(input): Json<RefreshInput>,
 ) -> ApiResult<axum::Json<Data<TokenPair>>> {
     let (user_id, family) = refresh::consume(&state.pool, &input.refresh_token).await?;
-    let (user, _) = state
-        .dispatcher
-        .store()
-        .load::<User>(&user_id.to_string())
-        .await?;
+    let (user, _) = state.aggregates.load::<User>(&user_id.to_string()).await?;
     if !user.is_active() {
         refresh::revoke_all(&state.pool, user_id).await?;
         return Err(ApiError::Unauthorized(

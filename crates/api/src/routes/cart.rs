@@ -9,7 +9,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use commerce_commands::log::Position;
 use commerce_domain::cart::{Cart, CartClearReason, CartCommand, CartLine, MAX_LINE_QUANTITY};
 use commerce_domain::{Currency, Money};
 use commerce_projections::carts::{self, CartItemView, CartView};
@@ -21,7 +20,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::consistency::{position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -168,14 +167,13 @@ pub(crate) async fn orderable(state: &AppState, product_id: Uuid) -> ApiResult<(
     Ok((product.name, Money::new(product.price_minor, currency)))
 }
 
-/// Runs `command` on the caller's cart; the position of what it wrote (or of the cart's latest
-/// event, for a command that changed nothing).
-async fn exec(
+/// Runs `command` on the caller's cart and answers with the cart as the command left it.
+async fn write(
     state: &AppState,
     caller: &Caller,
     request_id: &RequestId,
     command: CartCommand,
-) -> ApiResult<Option<Position>> {
+) -> ApiResult<Written<CartBody>> {
     let executed = state
         .dispatcher
         .execute::<Cart>(
@@ -184,26 +182,10 @@ async fn exec(
             &request_id.metadata(caller),
         )
         .await?;
-    position_of(state, "Cart", &executed).await
-}
-
-/// Runs `command` on the caller's cart and answers with the cart as it now is.
-async fn write(
-    state: &AppState,
-    caller: &Caller,
-    request_id: &RequestId,
-    command: CartCommand,
-) -> ApiResult<Written<CartBody>> {
-    let position = exec(state, caller, request_id, command).await?;
-    let (cart, _) = state
-        .dispatcher
-        .store()
-        .load::<Cart>(&caller.user_id.to_string())
-        .await?;
     Ok(Written::new(
         StatusCode::OK,
-        position,
-        CartBody::of(caller.user_id, &cart),
+        executed.position,
+        CartBody::of(caller.user_id, &executed.aggregate),
     ))
 }
 
@@ -285,8 +267,8 @@ async fn remove(
         product_id,
         at: Utc::now(),
     };
-    let position = exec(&state, &caller, &request_id, command).await?;
-    Ok(Written::no_content(position))
+    let written = write(&state, &caller, &request_id, command).await?;
+    Ok(Written::no_content(written.position))
 }
 
 /// Empty the cart (an empty cart stays empty: still 204).
@@ -301,6 +283,6 @@ async fn clear(
         reason: CartClearReason::UserRequest,
         at: Utc::now(),
     };
-    let position = exec(&state, &caller, &request_id, command).await?;
-    Ok(Written::no_content(position))
+    let written = write(&state, &caller, &request_id, command).await?;
+    Ok(Written::no_content(written.position))
 }

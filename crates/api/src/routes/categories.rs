@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::consistency::{position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::{Data, PageQuery, Paginated};
 use crate::error::{ApiError, ApiResult};
@@ -185,10 +185,8 @@ async fn delete(
             &request_id.metadata(&caller),
         )
         .await?;
-    let position = position_of(&state, "Category", &executed).await?;
-    if let Some(p) = position {
-        MinPosition(Some(p)).wait(&state, READ_MODEL).await?;
-    }
+    let position = executed.position;
+    MinPosition(Some(position)).wait(&state, READ_MODEL).await?;
     Ok(Written::no_content(position))
 }
 
@@ -202,7 +200,7 @@ async fn write_unique_name(
     command: CategoryCommand,
     request_id: &RequestId,
     caller: &Caller,
-) -> ApiResult<Option<commerce_commands::log::Position>> {
+) -> ApiResult<commerce_event_store::Position> {
     let mut lock = state.pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('api.category-names'))")
         .execute(&mut *lock)
@@ -219,10 +217,8 @@ async fn write_unique_name(
         .dispatcher
         .execute::<Category>(&id.to_string(), command, &request_id.metadata(caller))
         .await?;
-    let position = position_of(state, "Category", &executed).await?;
-    if let Some(p) = position {
-        MinPosition(Some(p)).wait(state, READ_MODEL).await?;
-    }
+    let position = executed.position;
+    MinPosition(Some(position)).wait(state, READ_MODEL).await?;
     lock.commit().await?;
     Ok(position)
 }

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::consistency::{position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::{Data, PageQuery, Paginated};
 use crate::error::{ApiError, ApiResult};
@@ -294,8 +294,10 @@ async fn adjust(
             &request_id.metadata(&caller),
         )
         .await?;
-    let position = position_of(&state, "Inventory", &executed).await?;
-    MinPosition(position).wait(&state, &["inventory"]).await?;
+    let position = executed.position;
+    MinPosition(Some(position))
+        .wait(&state, &["inventory"])
+        .await?;
     let level = inventory::get(&state.pool, product_id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the stock is not readable yet".to_owned()))?;

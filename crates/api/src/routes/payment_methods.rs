@@ -8,8 +8,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use commerce_commands::log::Position;
 use commerce_domain::payment_method::{PaymentMethod, PaymentMethodCommand};
+use commerce_event_store::Position;
 use commerce_projections::payments::{self, PaymentMethodView};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::consistency::{position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
@@ -146,7 +146,7 @@ async fn write(
     caller: &Caller,
     request_id: &RequestId,
     command: PaymentMethodCommand,
-) -> ApiResult<Option<Position>> {
+) -> ApiResult<Position> {
     let executed = state
         .dispatcher
         .execute::<PaymentMethod>(
@@ -155,7 +155,7 @@ async fn write(
             &request_id.metadata(caller),
         )
         .await?;
-    let position = position_of(state, "PaymentMethod", &executed).await?;
-    MinPosition(position).wait(state, READ_MODEL).await?;
+    let position = executed.position;
+    MinPosition(Some(position)).wait(state, READ_MODEL).await?;
     Ok(position)
 }

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::consistency::{position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::{Data, PageQuery, Paginated};
 use crate::error::{ApiError, ApiResult};
@@ -152,8 +152,10 @@ async fn submit(
             },
             other => other.into(),
         })?;
-    let position = position_of(&state, "Review", &executed).await?;
-    MinPosition(position).wait(&state, &["reviews"]).await?;
+    let position = executed.position;
+    MinPosition(Some(position))
+        .wait(&state, &["reviews"])
+        .await?;
     let view = reviews::get(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the review is not readable yet".to_owned()))?;

@@ -6,8 +6,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use commerce_commands::log::Position;
 use commerce_domain::user::{Role, User, UserCommand};
+use commerce_event_store::Position;
 use commerce_projections::users::{self, UserView};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{refresh, Caller};
-use crate::consistency::{position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
@@ -87,9 +87,9 @@ impl UserBody {
 pub(crate) async fn view_after(
     state: &AppState,
     id: Uuid,
-    position: Option<Position>,
+    position: Position,
 ) -> ApiResult<UserBody> {
-    MinPosition(position).wait(state, READ_MODEL).await?;
+    MinPosition(Some(position)).wait(state, READ_MODEL).await?;
     users::get(&state.pool, id)
         .await?
         .map(Into::into)
@@ -99,7 +99,7 @@ pub(crate) async fn view_after(
 /// The user `id` as of the last event of their stream (read-your-writes without a token).
 pub(crate) async fn current_view(state: &AppState, id: Uuid) -> ApiResult<UserBody> {
     let position = state.log.last_of_stream(USER, &id.to_string()).await?;
-    view_after(state, id, position).await
+    view_after(state, id, position.unwrap_or_default()).await
 }
 
 /// A partial profile update: absent fields are kept.
@@ -174,7 +174,7 @@ async fn read(state: &AppState, min: MinPosition, id: Uuid) -> ApiResult<UserBod
     }
     // Registered but not projected yet: wait for its stream rather than deny that it exists.
     match state.log.last_of_stream(USER, &id.to_string()).await? {
-        Some(position) => view_after(state, id, Some(position)).await,
+        Some(position) => view_after(state, id, position).await,
         None => Err(ApiError::not_found("user")),
     }
 }
@@ -257,7 +257,7 @@ async fn update_profile(
         .dispatcher
         .execute::<User>(&id.to_string(), command, &request_id.metadata(caller))
         .await?;
-    let position = position_of(state, USER, &executed).await?;
+    let position = executed.position;
     let body = view_after(state, id, position).await?;
     Ok(Written::new(StatusCode::OK, position, body))
 }
@@ -286,7 +286,7 @@ async fn deactivate(
     // Access tokens die with the event (the Caller extractor reads the stream); refresh tokens
     // live in their own table and are revoked here.
     refresh::revoke_all(&state.pool, id).await?;
-    let position = position_of(&state, USER, &executed).await?;
+    let position = executed.position;
     Ok(Written::no_content(position))
 }
 
@@ -312,7 +312,7 @@ async fn set_roles(
         .dispatcher
         .execute::<User>(&id.to_string(), command, &request_id.metadata(&caller))
         .await?;
-    let position = position_of(&state, USER, &executed).await?;
+    let position = executed.position;
     let body = view_after(&state, id, position).await?;
     Ok(Written::new(StatusCode::OK, position, body))
 }

@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
-use commerce_commands::log::{EventMetadata, EventStore};
 use commerce_commands::Dispatcher;
 use commerce_domain::inventory::{Inventory, InventoryCommand, InventoryEvent, StockAdjustment};
+use commerce_event_store::{EventMetadata, EventStore};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use sqlx::PgPool;
@@ -265,7 +265,7 @@ fn platform_op(pool: &PgPool) -> Arc<impl Fn() -> BoxFuture<'static, anyhow::Res
                 .execute::<Inventory>(&product_id.to_string(), command, &metadata)
                 .await?;
             anyhow::ensure!(
-                executed.version == 1 && executed.position.is_some(),
+                executed.version == 1 && executed.wrote,
                 "AdjustStock on a fresh product wrote no event"
             );
             Ok(())

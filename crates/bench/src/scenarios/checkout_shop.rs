@@ -34,6 +34,8 @@ pub(super) struct Tracker {
     outstanding: Mutex<HashMap<Uuid, Waiting>>,
     confirmed: Mutex<Vec<Duration>>,
     pub(super) poll_errors: AtomicU64,
+    /// Queries the poller ran: its own transactions, taken out of the platform's count.
+    pub(super) polls: AtomicU64,
 }
 
 impl Tracker {
@@ -57,6 +59,7 @@ impl Tracker {
         while !stop.is_cancelled() {
             let ids: Vec<Uuid> = lock(&self.outstanding).keys().copied().collect();
             if !ids.is_empty() {
+                self.polls.fetch_add(1, Ordering::Relaxed);
                 let found = sqlx::query_scalar::<_, Uuid>(
                     "SELECT id FROM orders.orders WHERE id = ANY($1) AND status = 'CONFIRMED'",
                 )

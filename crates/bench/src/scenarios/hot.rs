@@ -29,9 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use commerce_commands::log::{EventMetadata, EventStore};
 use commerce_commands::Dispatcher;
 use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
+use commerce_event_store::{EventMetadata, EventStore};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -161,7 +161,7 @@ async fn platform(
             let executed = dispatcher
                 .execute::<Inventory>(&product_id.to_string(), command, &metadata)
                 .await?;
-            Ok(executed.position.map(|p| p.global_position))
+            Ok(executed.wrote.then_some(executed.position.global_position))
         }
     });
     let r = reserve.clone();

@@ -298,8 +298,9 @@ async fn adjust(
         .execute::<Inventory>(&product.to_string(), command, &metadata)
         .await?;
     let committed = Instant::now();
-    let position = executed
-        .position
-        .ok_or_else(|| anyhow::anyhow!("AdjustStock wrote nothing"))?;
+    if !executed.wrote {
+        anyhow::bail!("AdjustStock wrote nothing");
+    }
+    let position = executed.position;
     Ok((position, committed))
 }

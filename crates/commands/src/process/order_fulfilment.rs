@@ -2,7 +2,8 @@
 //!
 //! `OrderPlaced` → reserve stock for every line → all reserved: the order is told
 //! (`MarkStockReserved`); `PaymentCaptured` → the order is told (`MarkPaid`); the order confirms
-//! itself once both hold → `OrderConfirmed` → stock committed. A line out of stock → partial
+//! itself once both hold, recording its stock committed → `OrderConfirmed` → stock committed in
+//! the inventory. Four commands per confirmed one-line order. A line out of stock → partial
 //! reservations released, order cancelled `OUT_OF_STOCK`. `OrderCancelled` (any reason) → stock
 //! released, a captured payment refunded. Unpaid past the payment timeout → `ExpirePayment`.
 //!
@@ -19,7 +20,6 @@ use commerce_domain::money::Money;
 use commerce_domain::order::{CancellationReason, Order, OrderCommand, OrderEvent, OrderLineItem};
 use commerce_domain::payment::{Payment, PaymentCommand, PaymentEvent};
 use commerce_event_store::{EventHandler, EventMetadata, HandlerError, StoredEvent};
-use cqrs_es::Aggregate;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -27,7 +27,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::deadlines::{self, PAYMENT_TIMEOUT};
-use crate::{DispatchError, Dispatcher};
+use crate::{DispatchError, Dispatchable, Dispatcher};
 
 /// Target aggregates the saga sends commands to at once.
 const SEND_CONCURRENCY: usize = 16;
@@ -81,7 +81,7 @@ impl OrderFulfilmentProcess {
     /// meanwhile): it is logged and the saga goes on.
     fn send<A>(&self, out: &mut Outbox, id: Uuid, command: A::Command, event: &StoredEvent)
     where
-        A: Aggregate<Services = ()> + 'static,
+        A: Dispatchable,
         A::Command: Clone + Send + 'static,
         A::Error: Send + Sync + 'static,
     {
@@ -92,7 +92,7 @@ impl OrderFulfilmentProcess {
             format!("{}:{id}", A::TYPE),
             Box::pin(async move {
                 match dispatcher
-                    .execute_unpositioned::<A>(&id.to_string(), command, &metadata)
+                    .execute::<A>(&id.to_string(), command, &metadata)
                     .await
                 {
                     Ok(_) => Ok(()),
@@ -133,7 +133,7 @@ impl OrderFulfilmentProcess {
     ) -> Result<(), HandlerError> {
         let (payment, _) = self
             .dispatcher
-            .store()
+            .reader()
             .load::<Payment>(&payment_id.to_string())
             .await?;
         let (Some(amount), Some(refunded)) = (payment.amount(), payment.refunded()) else {
@@ -218,12 +218,8 @@ impl OrderFulfilmentProcess {
                     };
                     self.send::<Inventory>(out, line.product_id, command, event);
                 }
-                self.send::<Order>(
-                    out,
-                    order_id,
-                    OrderCommand::MarkStockCommitted { at: Utc::now() },
-                    event,
-                );
+                // The order recorded the commitment with its confirmation (`OrderStockCommitted`):
+                // nothing goes back to it.
             }
             OrderEvent::OrderCancelled {
                 order_id,

@@ -89,7 +89,9 @@ pub enum OrderCommand {
         /// When it happened.
         at: DateTime<Utc>,
     },
-    /// *Saga*: the order's reservations were committed. Emits `OrderStockCommitted`.
+    /// The order's reservations were committed. Emits `OrderStockCommitted`, unless recorded
+    /// already: since confirmation records it, the saga no longer sends this (kept for orders
+    /// confirmed before that).
     MarkStockCommitted {
         /// When it happened.
         at: DateTime<Utc>,

@@ -9,14 +9,23 @@ use super::{
 };
 
 impl Placed {
-    fn confirmed(&self, at: DateTime<Utc>) -> OrderEvent {
-        OrderEvent::OrderConfirmed {
-            order_id: self.order_id,
-            user_id: self.user_id,
-            total: self.total,
-            lines: self.lines.clone(),
-            at,
-        }
+    /// Confirmation commits the order's reservation in the same decision: a held reservation
+    /// is never refused its commit, so the saga only tells the inventory, with no step of its own
+    /// back to the order.
+    fn confirmed(&self, at: DateTime<Utc>) -> [OrderEvent; 2] {
+        [
+            OrderEvent::OrderConfirmed {
+                order_id: self.order_id,
+                user_id: self.user_id,
+                total: self.total,
+                lines: self.lines.clone(),
+                at,
+            },
+            OrderEvent::OrderStockCommitted {
+                order_id: self.order_id,
+                at,
+            },
+        ]
     }
 
     fn cancelled(&self, reason: CancellationReason, at: DateTime<Utc>) -> OrderEvent {
@@ -63,10 +72,9 @@ impl Placed {
                 _ if self.payment_status == OrderPaymentStatus::Paid
                     && self.status == S::Pending =>
                 {
-                    vec![
-                        OrderEvent::OrderStockReserved { order_id, at },
-                        self.confirmed(at),
-                    ]
+                    let mut events = vec![OrderEvent::OrderStockReserved { order_id, at }];
+                    events.extend(self.confirmed(at));
+                    events
                 }
                 _ => vec![OrderEvent::OrderStockReserved { order_id, at }],
             },
@@ -163,7 +171,7 @@ impl Placed {
                         at,
                     }];
                     if self.stock_status == Stock::Reserved {
-                        events.push(self.confirmed(at));
+                        events.extend(self.confirmed(at));
                     }
                     events
                 }

@@ -75,7 +75,8 @@ pub enum OrderEvent {
         /// When.
         at: DateTime<Utc>,
     },
-    /// The order's reservations were committed (emitted by `MarkStockCommitted`).
+    /// The order's reservations were committed: right after `OrderConfirmed`, in the same
+    /// append (older logs: emitted by `MarkStockCommitted`).
     OrderStockCommitted {
         /// The order.
         order_id: Uuid,
@@ -201,6 +202,30 @@ pub enum OrderEvent {
         /// When.
         at: DateTime<Utc>,
     },
+}
+
+impl OrderEvent {
+    /// When the command behind the event decided it: what the order's `created_at` and
+    /// `updated_at` are made of, on the write side and in the read model alike.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::OrderPlaced { at, .. }
+            | Self::OrderStockReserved { at, .. }
+            | Self::OrderStockReservedAfterCancellation { at, .. }
+            | Self::OrderStockRejected { at, .. }
+            | Self::OrderStockReleased { at, .. }
+            | Self::OrderStockCommitted { at, .. }
+            | Self::OrderPaymentRequested { at, .. }
+            | Self::OrderPaid { at, .. }
+            | Self::OrderPaidAfterCancellation { at, .. }
+            | Self::OrderPaymentFailed { at, .. }
+            | Self::OrderConfirmed { at, .. }
+            | Self::OrderCancelled { at, .. }
+            | Self::OrderShipped { at, .. }
+            | Self::OrderDelivered { at, .. }
+            | Self::OrderRefunded { at, .. } => *at,
+        }
+    }
 }
 
 impl DomainEvent for OrderEvent {

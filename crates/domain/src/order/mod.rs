@@ -16,6 +16,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,14 @@ struct Placed {
     late_payments: BTreeMap<Uuid, Money>,
     /// Refunded so far per payment, in minor units.
     refunded: BTreeMap<Uuid, i64>,
+    /// Where it ships, as placed.
+    shipping_address: ShippingAddress,
+    /// How the customer said they would pay.
+    payment_method: String,
+    /// When it was placed (`OrderPlaced`'s time).
+    placed_at: DateTime<Utc>,
+    /// The time of its latest event.
+    updated_at: DateTime<Utc>,
 }
 
 /// An order, folded from its events.
@@ -73,6 +82,21 @@ impl Order {
     /// The customer, once placed.
     pub fn user_id(&self) -> Option<Uuid> {
         self.placed.as_ref().map(|o| o.user_id)
+    }
+
+    /// Where it ships, once placed.
+    pub fn shipping_address(&self) -> Option<&ShippingAddress> {
+        self.placed.as_ref().map(|o| &o.shipping_address)
+    }
+
+    /// How the customer said they would pay, once placed.
+    pub fn payment_method(&self) -> Option<&str> {
+        self.placed.as_ref().map(|o| o.payment_method.as_str())
+    }
+
+    /// When it was placed and when its latest event happened, once placed.
+    pub fn times(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.placed.as_ref().map(|o| (o.placed_at, o.updated_at))
     }
 
     /// The total, once placed.
@@ -215,10 +239,16 @@ impl Aggregate for Order {
                     user_id,
                     lines,
                     total,
-                    ..
+                    shipping_address,
+                    payment_method,
+                    at,
                 },
             ) => {
                 self.placed = Some(Placed {
+                    shipping_address,
+                    payment_method,
+                    placed_at: at,
+                    updated_at: at,
                     order_id,
                     user_id,
                     lines,
@@ -233,7 +263,10 @@ impl Aggregate for Order {
                     refunded: BTreeMap::new(),
                 });
             }
-            (Some(placed), event) => placed.apply(event),
+            (Some(placed), event) => {
+                placed.updated_at = event.at();
+                placed.apply(event);
+            }
             // Every other event follows `OrderPlaced` in a stream.
             (None, _) => {}
         }

@@ -129,6 +129,13 @@ fn confirmed() -> OrderEvent {
     }
 }
 
+fn stock_committed() -> OrderEvent {
+    OrderEvent::OrderStockCommitted {
+        order_id: order_id(),
+        at: at(),
+    }
+}
+
 fn cancelled(
     reason: CancellationReason,
     was_paid: Option<Uuid>,
@@ -312,7 +319,17 @@ fn stock_reserved_on_a_paid_order_confirms_it() {
     OrderTest::with(())
         .given(vec![placed(), requested(1), paid(1)])
         .when(OrderCommand::MarkStockReserved { at: at() })
-        .then_expect_events(vec![stock_reserved(), confirmed()]);
+        .then_expect_events(vec![stock_reserved(), confirmed(), stock_committed()]);
+}
+
+#[test]
+fn confirming_records_the_stock_committed_so_the_saga_has_nothing_to_tell_the_order() {
+    let mut given = vec![placed(), requested(1), paid(1)];
+    given.extend([stock_reserved(), confirmed(), stock_committed()]);
+    OrderTest::with(())
+        .given(given)
+        .when(OrderCommand::MarkStockCommitted { at: at() })
+        .then_expect_events(vec![]);
 }
 
 #[test]
@@ -501,7 +518,7 @@ fn a_capture_marks_the_order_paid_and_confirms_it_when_stock_is_reserved() {
     OrderTest::with(())
         .given(vec![placed(), stock_reserved(), requested(1)])
         .when(mark_paid(1))
-        .then_expect_events(vec![paid(1), confirmed()]);
+        .then_expect_events(vec![paid(1), confirmed(), stock_committed()]);
 }
 
 #[test]

@@ -100,7 +100,9 @@ pub(super) async fn apply(
     let mut ids = HashSet::new();
     for event in events {
         // Decoded from the borrowed payload: no copy of it.
-        let effect = Effect::of(OrderEvent::deserialize(&event.payload)?);
+        let order_event = OrderEvent::deserialize(&event.payload)?;
+        let at = order_event.at();
+        let effect = Effect::of(order_event);
         ids.insert(match &effect {
             Effect::Place(placed) => placed.order_id,
             Effect::Change(order_id, _) => *order_id,
@@ -108,7 +110,7 @@ pub(super) async fn apply(
         steps.push(Step {
             effect,
             version: event.sequence,
-            at: event.recorded_at,
+            at,
         });
     }
 

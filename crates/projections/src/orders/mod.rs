@@ -254,8 +254,10 @@ impl Projection for OrdersProjection {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
-        let (at, version) = (event.recorded_at, event.sequence);
-        let placed = match Effect::of(event.payload_as::<OrderEvent>()?) {
+        let order_event = event.payload_as::<OrderEvent>()?;
+        // The event's own time, as the write side answers with it (`Order::times`).
+        let (at, version) = (order_event.at(), event.sequence);
+        let placed = match Effect::of(order_event) {
             Effect::Change(order_id, change) => {
                 change.apply(conn, order_id, version, at).await?;
                 return Ok(());

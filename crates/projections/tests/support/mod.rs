@@ -10,7 +10,6 @@ use commerce_event_store::{
 };
 use commerce_projections::rebuild::{self, Finish};
 use commerce_projections::{projection, Projection};
-use cqrs_es::Aggregate;
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
 use sqlx::PgPool;
@@ -74,16 +73,17 @@ impl Harness {
     /// Runs `command` against aggregate `A` and returns the position written.
     pub async fn exec<A>(&self, id: impl ToString, command: A::Command) -> Option<Position>
     where
-        A: Aggregate<Services = ()>,
+        A: commerce_commands::Dispatchable,
         A::Command: Clone,
         A::Error: std::fmt::Debug,
     {
         let meta = EventMetadata::new("test", Uuid::new_v4().to_string());
-        self.dispatcher
+        let executed = self
+            .dispatcher
             .execute::<A>(&id.to_string(), command, &meta)
             .await
-            .unwrap()
-            .position
+            .unwrap();
+        executed.wrote.then_some(executed.position)
     }
 
     /// Waits until projection `name` has applied everything in the log.

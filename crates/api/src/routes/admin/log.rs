@@ -7,8 +7,8 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use commerce_commands::log::{LogFilter, Position};
 use commerce_domain::user::Role;
+use commerce_event_store::{LogFilter, Position};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

@@ -12,7 +12,7 @@ mod log;
 mod projections;
 
 use chrono::{DateTime, Utc};
-use commerce_commands::log::StoredEvent;
+use commerce_event_store::StoredEvent;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -114,7 +114,7 @@ fn redact(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use commerce_commands::log::{EventMetadata, Position};
+    use commerce_event_store::{EventMetadata, Position};
     use serde_json::json;
 
     fn stored(event_type: &str, payload: Value) -> StoredEvent {

@@ -2,17 +2,16 @@
 //! what order commands answer with (so a write never waits for the orders projection).
 //!
 //! The fold runs the domain's own `Order::apply`, so the statuses are the ones the write side
-//! decided on; the address and payment method, which the aggregate does not keep, come from the
-//! `OrderPlaced` event. `created_at` and `updated_at` are the `recorded_at` of the first and of
-//! the last event folded, as the read model records them.
+//! decided on. `created_at` and `updated_at` are the times of the first and of the last event
+//! folded, as the read model records them.
 
-use chrono::{DateTime, Utc};
-use commerce_commands::log::StoredEvent;
+use chrono::{DateTime, SubsecRound, Utc};
 use commerce_domain::order::{Order, OrderEvent};
+use commerce_event_store::StoredEvent;
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
-use super::body::{wire_name, Address, OrderBody, OrderItemBody};
+use super::body::{wire_name, OrderBody, OrderItemBody};
 use crate::error::{ApiError, ApiResult};
 use crate::money::Amount;
 use crate::state::AppState;
@@ -20,19 +19,25 @@ use crate::state::AppState;
 /// How much of the stream to fold.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Until {
-    /// Events recorded at or before this instant.
+    /// Events that happened (their `at`) at or before this instant.
     Instant(DateTime<Utc>),
     /// Events up to this aggregate version (what a command just wrote).
     Version(i64),
 }
 
 impl Until {
-    fn admits(self, event: &StoredEvent) -> bool {
+    fn admits(self, sequence: i64, event: &OrderEvent) -> bool {
         match self {
-            Self::Instant(at) => event.recorded_at <= at,
-            Self::Version(v) => event.sequence <= v,
+            Self::Instant(at) => micros(event.at()) <= at,
+            Self::Version(v) => sequence <= v,
         }
     }
+}
+
+/// A time as the read models store it (Postgres keeps microseconds), so an answer's times and
+/// a later read's are equal.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }
 
 /// `as_of` as RFC 3339; a `+` offset that arrived unescaped in a query string (read as a space)
@@ -60,37 +65,21 @@ pub(super) async fn order_from_log(
     fold(id, &events, until)
 }
 
-/// What `OrderPlaced` says that the aggregate does not keep.
-struct Placed {
-    address: Address,
-    payment_method: String,
-    created_at: DateTime<Utc>,
-}
-
 fn fold(id: Uuid, events: &[StoredEvent], until: Until) -> ApiResult<Option<OrderBody>> {
     let mut order = Order::default();
-    let mut placed: Option<Placed> = None;
-    let mut updated_at = None;
-    for stored in events.iter().take_while(|e| until.admits(e)) {
+    for stored in events {
         let event: OrderEvent = stored.payload_as().map_err(ApiError::internal)?;
-        if let OrderEvent::OrderPlaced {
-            shipping_address,
-            payment_method,
-            ..
-        } = &event
-        {
-            placed = Some(Placed {
-                address: shipping_address.clone().into(),
-                payment_method: payment_method.clone(),
-                created_at: stored.recorded_at,
-            });
+        if !until.admits(stored.sequence, &event) {
+            break;
         }
         order.apply(event);
-        updated_at = Some(stored.recorded_at);
     }
-    let (Some(placed), Some(updated_at)) = (placed, updated_at) else {
-        return Ok(None);
-    };
+    Ok(order_body(id, &order))
+}
+
+/// The answer for `order` (state of order `id`); `None` before it was placed. What every order
+/// command answers with, from the state dispatch hands back.
+pub(super) fn order_body(id: Uuid, order: &Order) -> Option<OrderBody> {
     let (Some(user_id), Some(status), Some(stock), Some(payment), Some(total)) = (
         order.user_id(),
         order.status(),
@@ -98,9 +87,16 @@ fn fold(id: Uuid, events: &[StoredEvent], until: Until) -> ApiResult<Option<Orde
         order.payment_status(),
         order.total(),
     ) else {
-        return Ok(None);
+        return None;
     };
-    Ok(Some(OrderBody {
+    let (Some(address), Some(payment_method), Some((created_at, updated_at))) = (
+        order.shipping_address(),
+        order.payment_method(),
+        order.times(),
+    ) else {
+        return None;
+    };
+    Some(OrderBody {
         id,
         user_id,
         status: wire_name(status),
@@ -109,8 +105,8 @@ fn fold(id: Uuid, events: &[StoredEvent], until: Until) -> ApiResult<Option<Orde
         cancellation_reason: order.cancellation_reason().map(wire_name),
         total_amount: Amount(total.amount_minor),
         currency: total.currency.to_string(),
-        shipping_address: placed.address,
-        payment_method: placed.payment_method,
+        shipping_address: address.clone().into(),
+        payment_method: payment_method.to_owned(),
         items: order
             .lines()
             .iter()
@@ -122,9 +118,9 @@ fn fold(id: Uuid, events: &[StoredEvent], until: Until) -> ApiResult<Option<Orde
                 subtotal: Amount(l.subtotal.amount_minor),
             })
             .collect(),
-        created_at: placed.created_at,
-        updated_at,
-    }))
+        created_at: micros(created_at),
+        updated_at: micros(updated_at),
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use commerce_commands::log::Position;
+use commerce_event_store::Position;
 use serde::Serialize;
 use sqlx::FromRow;
 use utoipa::ToSchema;

@@ -33,9 +33,9 @@ pub use body::{Address, OrderBody, OrderItemBody};
 pub use history::HistoryEntry;
 pub use place::{OrderItemInput, PlaceOrderInput};
 
-use self::as_of::{order_from_log, parse_as_of, Until};
+use self::as_of::{order_body, order_from_log, parse_as_of, Until};
 use crate::auth::Caller;
-use crate::consistency::{position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::{Data, PageQuery, Paginated};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -172,11 +172,9 @@ async fn write(
         .dispatcher
         .execute::<Order>(&id.to_string(), command, &request_id.metadata(caller))
         .await?;
-    let position = position_of(state, "Order", &executed).await?;
-    let order = order_from_log(state, id, Until::Version(executed.version))
-        .await?
-        .ok_or_else(|| ApiError::not_found(UNKNOWN_ORDER))?;
-    Ok(Written::new(StatusCode::OK, position, order))
+    let order =
+        order_body(id, &executed.aggregate).ok_or_else(|| ApiError::not_found(UNKNOWN_ORDER))?;
+    Ok(Written::new(StatusCode::OK, executed.position, order))
 }
 
 /// Cancel an order (owner or admin) until it ships; the saga then releases its stock and
@@ -192,11 +190,7 @@ async fn cancel(
     request_id: RequestId,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Written<OrderBody>> {
-    let (order, _) = state
-        .dispatcher
-        .store()
-        .load::<Order>(&id.to_string())
-        .await?;
+    let (order, _) = state.aggregates.load::<Order>(&id.to_string()).await?;
     match order.user_id() {
         Some(owner) if owner == caller.user_id || caller.is_admin() => {}
         // An auditor sees the order but may not change it.

@@ -20,16 +20,17 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use commerce_domain::cart::{Cart, CartClearReason, CartCommand};
 use commerce_domain::order::{Order, OrderCommand, OrderLine};
+use cqrs_es::Aggregate;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::as_of::{order_from_log, Until};
+use super::as_of::{order_body, order_from_log, Until};
 use super::body::{Address, OrderBody};
 use crate::auth::Caller;
-use crate::consistency::{latest, position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{error_chain, ApiError, ApiResult, ErrorBody};
@@ -139,8 +140,9 @@ async fn placed_before(
     };
     let position = state
         .log
-        .last_of_stream("Order", &order_id.to_string())
-        .await?;
+        .last_of_stream(Order::TYPE, &order_id.to_string())
+        .await?
+        .unwrap_or_default();
     let replayed = [(REPLAYED, HeaderValue::from_static("true"))];
     let answer = Written::new(StatusCode::CREATED, position, order);
     Ok(Some((replayed, answer).into_response()))
@@ -154,10 +156,16 @@ async fn place(
     order_id: Uuid,
     input: PlaceOrderInput,
 ) -> ApiResult<Written<OrderBody>> {
-    let from_cart = input.items.is_none();
-    let wanted = match input.items {
-        Some(items) => requested(items)?,
-        None => cart_lines(state, caller.user_id).await?,
+    // The cart as loaded here is the one emptied afterwards: loaded once.
+    let (wanted, cart) = match input.items {
+        Some(items) => (requested(items)?, None),
+        None => {
+            let (cart, version) = state
+                .aggregates
+                .load::<Cart>(&caller.user_id.to_string())
+                .await?;
+            (cart_lines(&cart), Some((cart, version)))
+        }
     };
     if wanted.is_empty() {
         return Err(ApiError::bad_request(
@@ -194,8 +202,8 @@ async fn place(
         .dispatcher
         .create::<Order>(&order_id.to_string(), command, &metadata)
         .await?;
-    let mut position = position_of(state, "Order", &placed).await?;
-    if from_cart {
+    let mut position = placed.position;
+    if let Some(cart) = cart {
         let clear = CartCommand::ClearCart {
             reason: CartClearReason::CheckedOut { order_id },
             at: Utc::now(),
@@ -204,17 +212,16 @@ async fn place(
         // (or the idempotency layer, which forgets a 5xx) place it a second time.
         match state
             .dispatcher
-            .execute::<Cart>(&caller.user_id.to_string(), clear, &metadata)
+            .execute_from::<Cart>(&caller.user_id.to_string(), clear, &metadata, cart)
             .await
         {
-            Ok(cleared) => position = latest(position, cleared.position),
+            Ok(cleared) => position = position.max(cleared.position),
             Err(e) => {
                 tracing::warn!(%order_id, error = %error_chain(&e), "cart not emptied after checkout");
             }
         }
     }
-    let order = order_from_log(state, order_id, Until::Version(placed.version))
-        .await?
+    let order = order_body(order_id, &placed.aggregate)
         .ok_or_else(|| ApiError::Unavailable("the order is not readable yet".to_owned()))?;
     Ok(Written::new(StatusCode::CREATED, position, order))
 }
@@ -250,15 +257,9 @@ fn requested(items: Vec<OrderItemInput>) -> ApiResult<Vec<(Uuid, u32)>> {
 }
 
 /// The lines of the caller's cart, from its aggregate.
-async fn cart_lines(state: &AppState, user_id: Uuid) -> ApiResult<Vec<(Uuid, u32)>> {
-    let (cart, _) = state
-        .dispatcher
-        .store()
-        .load::<Cart>(&user_id.to_string())
-        .await?;
-    Ok(cart
-        .lines()
+fn cart_lines(cart: &Cart) -> Vec<(Uuid, u32)> {
+    cart.lines()
         .iter()
         .map(|l| (l.product_id, l.quantity))
-        .collect())
+        .collect()
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{gateway, not_yours, PaymentBody};
 use crate::auth::Caller;
-use crate::consistency::{latest, Written};
+use crate::consistency::Written;
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
@@ -190,8 +190,7 @@ async fn gateway_token(
     };
     if let Ok(method_id) = given.parse::<Uuid>() {
         let (saved, _) = state
-            .dispatcher
-            .store()
+            .aggregates
             .load::<PaymentMethod>(&caller.user_id.to_string())
             .await?;
         if let Some(m) = saved.methods().iter().find(|m| m.method_id == method_id) {
@@ -209,7 +208,7 @@ async fn pay(
 ) -> ApiResult<Written<PaymentBody>> {
     let input = check(input)?;
     let order_key = input.order_id.to_string();
-    let (order, version) = state.dispatcher.store().load::<Order>(&order_key).await?;
+    let (order, version) = state.aggregates.load::<Order>(&order_key).await?;
     check_payable(&order, caller, input.amount)?;
     let token = gateway_token(state, caller, input.payment_method_id.as_deref()).await?;
 
@@ -261,7 +260,7 @@ async fn pay(
                 .execute::<Order>(&order_key, failed, &metadata)
                 .await
             {
-                Ok(executed) => position = latest(position, executed.position),
+                Ok(executed) => position = position.max(executed.position),
                 Err(error) => {
                     tracing::warn!(%payment_id, %error, "order not told of the declined payment; the saga will")
                 }

@@ -7,9 +7,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use commerce_commands::log::Position;
 use commerce_domain::money::Money;
 use commerce_domain::payment::{Payment, PaymentCommand, PaymentStatus};
+use commerce_event_store::Position;
 use commerce_projections::payments;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{not_yours, PaymentBody, READ_MODEL};
 use crate::auth::Caller;
-use crate::consistency::{position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
@@ -45,11 +45,7 @@ pub(super) struct RefundInput {
 }
 
 async fn load(state: &AppState, id: Uuid) -> ApiResult<Payment> {
-    let (payment, _) = state
-        .dispatcher
-        .store()
-        .load::<Payment>(&id.to_string())
-        .await?;
+    let (payment, _) = state.aggregates.load::<Payment>(&id.to_string()).await?;
     if payment.status().is_none() {
         return Err(ApiError::not_found("payment"));
     }
@@ -89,8 +85,8 @@ pub(super) async fn confirm(
         )
         .await?;
     // Confirming writes nothing: waiting for the read model is safe to fail (503) and retry.
-    let position = position_of(&state, "Payment", &executed).await?;
-    MinPosition(position).wait(&state, READ_MODEL).await?;
+    let position = executed.position;
+    MinPosition(Some(position)).wait(&state, READ_MODEL).await?;
     let view = payments::get_payment(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the payment is not readable yet".to_owned()))?;
@@ -125,19 +121,18 @@ pub(super) async fn refund(
         .dispatcher
         .execute::<Payment>(&id.to_string(), command, &request_id.metadata(&caller))
         .await?;
-    let position = position_of(&state, "Payment", &executed).await?;
+    let position = executed.position;
     let body = refunded_view(&state, id, position).await?;
     Ok(Written::new(StatusCode::OK, position, body))
 }
 
 /// The payment after a refund. The money has moved: a slow read model must not turn that into an
 /// error (a retry would refund again), so when it lags, its row gets the aggregate's figures.
-async fn refunded_view(
-    state: &AppState,
-    id: Uuid,
-    position: Option<Position>,
-) -> ApiResult<PaymentBody> {
-    let caught_up = MinPosition(position).wait(state, READ_MODEL).await.is_ok();
+async fn refunded_view(state: &AppState, id: Uuid, position: Position) -> ApiResult<PaymentBody> {
+    let caught_up = MinPosition(Some(position))
+        .wait(state, READ_MODEL)
+        .await
+        .is_ok();
     let view = payments::get_payment(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the payment is not readable yet".to_owned()))?;

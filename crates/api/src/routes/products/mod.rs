@@ -259,11 +259,7 @@ async fn get_one(
 /// The product's current state from its own stream (not a read model), so a product created a
 /// moment ago is found; `None` when it was never created.
 pub(crate) async fn load_product(state: &AppState, id: Uuid) -> ApiResult<Option<Product>> {
-    let (product, _) = state
-        .dispatcher
-        .store()
-        .load::<Product>(&id.to_string())
-        .await?;
+    let (product, _) = state.aggregates.load::<Product>(&id.to_string()).await?;
     Ok(product.name().is_some().then_some(product))
 }
 

@@ -10,10 +10,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use commerce_commands::log::Position;
 use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
 use commerce_domain::product::{Product, ProductCommand};
 use commerce_domain::{Currency, Money};
+use commerce_event_store::Position;
 use commerce_projections::{catalog, categories};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::{checked_text, load_product, ProductBody};
 use crate::auth::Caller;
-use crate::consistency::{latest, position_of, MinPosition, Written};
+use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
@@ -120,7 +120,7 @@ pub(super) async fn create(
             &metadata,
         )
         .await?;
-    let mut position = position_of(&state, "Product", &created).await?;
+    let mut position = created.position;
     if let Some(units) = input.initial_stock.filter(|n| *n > 0) {
         let stocked = state
             .dispatcher
@@ -135,7 +135,7 @@ pub(super) async fn create(
                 &metadata,
             )
             .await?;
-        position = latest(position, position_of(&state, "Inventory", &stocked).await?);
+        position = position.max(stocked.position);
     }
     let body = read_after(&state, id, position).await?;
     Ok(Written::new(StatusCode::CREATED, position, body))
@@ -196,7 +196,7 @@ pub(super) async fn update(
             &request_id.metadata(&caller),
         )
         .await?;
-    let position = position_of(&state, "Product", &executed).await?;
+    let position = executed.position;
     let body = read_after(&state, id, position).await?;
     Ok(Written::new(StatusCode::OK, position, body))
 }
@@ -222,18 +222,14 @@ pub(super) async fn delete(
             &request_id.metadata(&caller),
         )
         .await?;
-    let position = position_of(&state, "Product", &executed).await?;
-    MinPosition(position).wait(&state, WRITTEN_TO).await?;
+    let position = executed.position;
+    MinPosition(Some(position)).wait(&state, WRITTEN_TO).await?;
     Ok(Written::no_content(position))
 }
 
 /// The product once the read models have applied `position`.
-async fn read_after(
-    state: &AppState,
-    id: Uuid,
-    position: Option<Position>,
-) -> ApiResult<ProductBody> {
-    MinPosition(position).wait(state, WRITTEN_TO).await?;
+async fn read_after(state: &AppState, id: Uuid, position: Position) -> ApiResult<ProductBody> {
+    MinPosition(Some(position)).wait(state, WRITTEN_TO).await?;
     let view = catalog::get_product(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the product is not readable yet".to_owned()))?;
