@@ -153,6 +153,46 @@ impl LogReader {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
+    /// One aggregate's stream and the events of `referring` whose payload names it in `field`
+    /// (`payload -> event_type ->> field`, where cqrs-es keeps an event's fields), in log order,
+    /// at most `limit`. E.g. an order's events with the payments and stock movements it caused.
+    ///
+    /// `referring` and `field` are written into the statement as literals (quotes doubled), so a
+    /// partial expression index over exactly that predicate serves it; they are the caller's
+    /// constants, never input.
+    pub async fn stream_with_references(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        referring: &[&str],
+        field: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
+        let types = referring
+            .iter()
+            .map(|t| literal(t))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let field = literal(field);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM ( \
+                 SELECT * FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                 UNION ALL \
+                 SELECT * FROM events \
+                 WHERE aggregate_type IN ({types}) AND payload -> event_type ->> {field} = $2 \
+             ) e \
+             ORDER BY transaction_id, global_position LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
     /// Events matching `filter`, in log order, below the horizon: paging with `after` set to the
     /// last position of the previous page never skips an event.
     pub async fn query(&self, filter: &LogFilter) -> Result<Vec<StoredEvent>, StoreError> {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use commerce_domain::user::{Role, User, UserCommand};
 use commerce_event_store::Position;
 use commerce_projections::users::{self, UserView};
+use cqrs_es::Aggregate;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -24,8 +25,6 @@ use crate::extract::{Json, Path};
 use crate::state::AppState;
 
 const READ_MODEL: &[&str] = &["users"];
-/// The `User` aggregate's type in the log.
-pub(crate) const USER: &str = "User";
 
 /// A user's profile, roles and state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -98,7 +97,10 @@ pub(crate) async fn view_after(
 
 /// The user `id` as of the last event of their stream (read-your-writes without a token).
 pub(crate) async fn current_view(state: &AppState, id: Uuid) -> ApiResult<UserBody> {
-    let position = state.log.last_of_stream(USER, &id.to_string()).await?;
+    let position = state
+        .log
+        .last_of_stream(User::TYPE, &id.to_string())
+        .await?;
     view_after(state, id, position.unwrap_or_default()).await
 }
 
@@ -173,7 +175,11 @@ async fn read(state: &AppState, min: MinPosition, id: Uuid) -> ApiResult<UserBod
         return Ok(view.into());
     }
     // Registered but not projected yet: wait for its stream rather than deny that it exists.
-    match state.log.last_of_stream(USER, &id.to_string()).await? {
+    match state
+        .log
+        .last_of_stream(User::TYPE, &id.to_string())
+        .await?
+    {
         Some(position) => view_after(state, id, position).await,
         None => Err(ApiError::not_found("user")),
     }

@@ -61,7 +61,7 @@ pub(super) async fn order_from_log(
     id: Uuid,
     until: Until,
 ) -> ApiResult<Option<OrderBody>> {
-    let events = state.log.stream("Order", &id.to_string()).await?;
+    let events = state.log.stream(Order::TYPE, &id.to_string()).await?;
     fold(id, &events, until)
 }
 

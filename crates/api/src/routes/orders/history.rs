@@ -1,17 +1,20 @@
 //! `GET /orders/{id}/history`: every event of the order and of the payments and stock
 //! reservations it caused, in log order, with who caused each and why.
 //!
-//! Read straight from the log (nothing here is a read model, so nothing to wait for). The
-//! payments and inventory events of an order are found by the `order_id` in their payload
-//! (`payload -> event_type ->> 'order_id'`, where cqrs-es keeps an event's fields), through the
-//! partial expression index of migration `20261125000011`. Only `Order`, `Payment` and
+//! Read straight from the log through the log reader (nothing here is a read model, so nothing to
+//! wait for). The payments and inventory events of an order are found by the `order_id` in their
+//! payload ([`commerce_event_store::LogReader::stream_with_references`]), through the partial
+//! expression index of migration `20261125000011`. Only `Order`, `Payment` and
 //! `Inventory` streams are read: no user event, so no password hash, can appear.
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use commerce_event_store::Position;
+use commerce_domain::inventory::Inventory;
+use commerce_domain::order::{Order, OrderEvent};
+use commerce_domain::payment::Payment;
+use commerce_event_store::StoredEvent;
+use cqrs_es::Aggregate;
 use serde::Serialize;
-use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -24,39 +27,6 @@ use crate::state::AppState;
 
 /// More events than any order's history holds; a bound, not a page.
 const MAX_EVENTS: i64 = 10_000;
-
-/// Both halves use the same filter as the index (`aggregate_type IN ('Payment', 'Inventory')`)
-/// so the planner can pick it; the order's own stream comes by primary key.
-const HISTORY_SQL: &str = "\
-    SELECT transaction_id::text::bigint AS tx, global_position, recorded_at, aggregate_type, \
-           aggregate_id, sequence, event_type, payload -> event_type AS data, payload, \
-           metadata ->> 'actor' AS actor, metadata ->> 'correlation_id' AS correlation_id, \
-           metadata ->> 'causation_id' AS causation_id \
-    FROM ( \
-        SELECT * FROM events WHERE aggregate_type = 'Order' AND aggregate_id = $1 \
-        UNION ALL \
-        SELECT * FROM events \
-        WHERE aggregate_type IN ('Payment', 'Inventory') \
-          AND payload -> event_type ->> 'order_id' = $1 \
-    ) e \
-    ORDER BY transaction_id, global_position \
-    LIMIT $2";
-
-#[derive(FromRow)]
-struct Row {
-    tx: i64,
-    global_position: i64,
-    recorded_at: DateTime<Utc>,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    data: Option<serde_json::Value>,
-    payload: serde_json::Value,
-    actor: Option<String>,
-    correlation_id: Option<String>,
-    causation_id: Option<String>,
-}
 
 /// One event of an order's history.
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,19 +52,20 @@ pub struct HistoryEntry {
     data: serde_json::Value,
 }
 
-impl From<Row> for HistoryEntry {
-    fn from(r: Row) -> Self {
+impl From<StoredEvent> for HistoryEntry {
+    fn from(e: StoredEvent) -> Self {
+        let data = e.payload.get(&e.event_type).cloned();
         Self {
-            position: Position::new(r.tx, r.global_position).token(),
-            recorded_at: r.recorded_at,
-            aggregate_type: r.aggregate_type,
-            aggregate_id: r.aggregate_id,
-            version: r.sequence,
-            event_type: r.event_type,
-            actor: r.actor,
-            correlation_id: r.correlation_id,
-            causation_id: r.causation_id,
-            data: r.data.unwrap_or(r.payload),
+            position: e.position.token(),
+            recorded_at: e.recorded_at,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            version: e.sequence,
+            event_type: e.event_type,
+            actor: Some(e.metadata.actor),
+            correlation_id: Some(e.metadata.correlation_id),
+            causation_id: e.metadata.causation_id,
+            data: data.unwrap_or(e.payload),
         }
     }
 }
@@ -109,21 +80,23 @@ pub(super) async fn history(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Data<Vec<HistoryEntry>>>> {
-    let rows: Vec<Row> = sqlx::query_as(HISTORY_SQL)
-        .bind(id.to_string())
-        .bind(MAX_EVENTS)
-        .fetch_all(&state.pool)
+    // The partial index of migration `20261125000011` covers exactly these referring types.
+    let rows = state
+        .log
+        .stream_with_references(
+            Order::TYPE,
+            &id.to_string(),
+            &[Payment::TYPE, Inventory::TYPE],
+            "order_id",
+            MAX_EVENTS,
+        )
         .await?;
     let owner = rows
         .iter()
-        .find(|r| r.aggregate_type == "Order" && r.event_type == "OrderPlaced")
-        .and_then(|r| {
-            r.data
-                .as_ref()?
-                .get("user_id")?
-                .as_str()?
-                .parse::<Uuid>()
-                .ok()
+        .filter(|e| e.aggregate_type == Order::TYPE)
+        .find_map(|e| match e.payload_as::<OrderEvent>() {
+            Ok(OrderEvent::OrderPlaced { user_id, .. }) => Some(user_id),
+            _ => None,
         });
     match owner {
         Some(owner) if visible_to(&caller, owner) => Ok(axum::Json(Data::new(
