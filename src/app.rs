@@ -10,12 +10,12 @@ use std::time::Duration;
 use anyhow::Context;
 use commerce_api::{AppState, HealthCheck, OpsState};
 use commerce_commands::process::deadlines::DeadlineScheduler;
-use commerce_commands::process::notifications::{NotificationSender, NotificationsProcess};
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
 use commerce_commands::Dispatcher;
 use commerce_event_store::{
     db, BrokerConfig, ConsumerConfig, DurableConsumer, EventStore, Relay, RelayConfig,
 };
+use commerce_notifications::{NotificationSender, NotificationsProcess};
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use tokio::task::JoinSet;

@@ -10,7 +10,6 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use commerce_commands::process::notifications::NotificationsProcess;
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
 use commerce_commands::Dispatcher;
 use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
@@ -19,6 +18,7 @@ use commerce_domain::order::{Order, OrderCommand, OrderLine, ShippingAddress};
 use commerce_domain::product::{Product, ProductCommand};
 use commerce_event_store::db::MIGRATOR;
 use commerce_event_store::{EventMetadata, EventStore, LogReader};
+use commerce_notifications::NotificationsProcess;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

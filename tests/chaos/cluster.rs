@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use commerce_commands::process::notifications::NotificationsProcess;
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
 use commerce_event_store::{BrokerConfig, Position};
+use commerce_notifications::NotificationsProcess;
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;

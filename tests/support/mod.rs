@@ -291,7 +291,7 @@ impl TestApp {
         let log = LogReader::new(self.pool.clone());
         let mut names: Vec<&str> = commerce_projections::registry::NAMES.to_vec();
         names.push(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME);
-        names.push(commerce_commands::process::notifications::NotificationsProcess::NAME);
+        names.push(commerce_notifications::NotificationsProcess::NAME);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             log.settle(Duration::from_secs(10)).await.expect("settle");

@@ -4,7 +4,8 @@
 //! - [`dispatch`]: runs a command against its aggregate, appends the events with metadata, retries
 //!   optimistic-concurrency conflicts, and returns the aggregate after its events, with the
 //!   version and log position written.
-//! - [`process`]: process managers: the order fulfilment saga, its deadlines, notifications.
+//! - [`process`]: process managers: the order fulfilment saga and its deadlines (notifications
+//!   are `commerce-notifications`).
 
 pub mod dispatch;
 pub mod process;

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use commerce_commands::process::notifications::{self, Notification, NotificationsProcess};
+use commerce_notifications::{self as notifications, Notification, NotificationsProcess};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;

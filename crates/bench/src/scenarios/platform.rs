@@ -65,7 +65,7 @@ impl Platform {
         let head = log.head().await?;
         let mut names: Vec<&str> = commerce_projections::registry::NAMES.to_vec();
         names.push(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME);
-        names.push(commerce_commands::process::notifications::NotificationsProcess::NAME);
+        names.push(commerce_notifications::NotificationsProcess::NAME);
         ctx.progress("platform started; its consumers are catching up with the bench database");
         if !commerce_projections::wait::wait_for(
             &running.pool,
@@ -140,7 +140,7 @@ impl Platform {
         let channel = connection.create_channel().await?;
         let mut consumers: Vec<&str> = commerce_projections::registry::NAMES.to_vec();
         consumers.push(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME);
-        consumers.push(commerce_commands::process::notifications::NotificationsProcess::NAME);
+        consumers.push(commerce_notifications::NotificationsProcess::NAME);
         for name in consumers {
             channel
                 .queue_delete(broker.queue(name).as_str().into(), Default::default())

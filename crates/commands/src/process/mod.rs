@@ -6,5 +6,4 @@
 //! transactions; every step is idempotent, so a redelivered event changes nothing twice.
 
 pub mod deadlines;
-pub mod notifications;
 pub mod order_fulfilment;

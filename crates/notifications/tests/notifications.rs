@@ -4,6 +4,7 @@
 //! Events reach the process the real way: appended to the store, published by a running `Relay`,
 //! routed to the `notifications` consumer's queue. Email goes to an in-test SMTP sink.
 
+#[path = "../../commands/tests/support/mod.rs"]
 mod support;
 
 use std::future::Future;
@@ -12,10 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use commerce_commands::process::notifications::{
-    list_for_user, notification_id, Channel, NotificationSender, NotificationStatus,
-    NotificationType, NotificationsProcess, DEFAULT_FROM,
-};
 use commerce_domain::ids::user_id_for_email;
 use commerce_domain::money::{Currency, Money};
 use commerce_domain::order::{Order, OrderEvent, OrderLineItem};
@@ -26,6 +23,10 @@ use commerce_event_store::db::MIGRATOR;
 use commerce_event_store::{
     BrokerConfig, ConsumerConfig, ConsumerState, DurableConsumer, EventHandler, EventMetadata,
     EventStore, LogReader, Position, Relay, RelayConfig, StoredEvent,
+};
+use commerce_notifications::{
+    list_for_user, notification_id, Channel, NotificationSender, NotificationStatus,
+    NotificationType, NotificationsProcess, DEFAULT_FROM,
 };
 use futures::FutureExt;
 use sqlx::PgPool;
