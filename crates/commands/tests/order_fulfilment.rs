@@ -226,6 +226,22 @@ impl Pipeline {
         (inv.available(), inv.reserved())
     }
 
+    /// Waits until `product`'s inventory shows (available, reserved).
+    async fn wait_inventory(&self, product: Uuid, expected: (i64, i64), what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen = self.inventory(product).await;
+            if seen == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {seen:?}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_for(&self, order: Uuid, what: &str, done: impl Fn(&Order) -> bool) -> Order {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -297,12 +313,11 @@ async fn a_paid_order_with_stock_is_confirmed_and_its_stock_committed(pool: PgPo
         .await;
     assert_eq!(state.status(), Some(OrderStatus::Confirmed));
     assert_eq!(state.payment_status(), Some(OrderPaymentStatus::Paid));
-    assert_eq!(
-        p.inventory(a).await,
-        (3, 0),
-        "committed units leave the reservation"
-    );
-    assert_eq!(p.inventory(b).await, (4, 0));
+    // The order records the commitment with its confirmation; the saga then commits each line.
+    p.wait_inventory(a, (3, 0), "committed units leave the reservation")
+        .await;
+    p.wait_inventory(b, (4, 0), "committed units leave the reservation")
+        .await;
 
     // Guarantee 8: the saga's events name their actor, and the event that caused them.
     let log = LogReader::new(p.pool.clone());
@@ -430,7 +445,7 @@ async fn cancelling_a_confirmed_order_returns_its_stock_and_refunds_it(pool: PgP
         o.stock_status() == Some(StockStatus::Committed)
     })
     .await;
-    assert_eq!(p.inventory(a).await, (3, 0));
+    p.wait_inventory(a, (3, 0), "committed").await;
 
     p.cancel(order).await;
     let state = p

@@ -32,6 +32,7 @@ pub mod product;
 pub mod review;
 pub mod user;
 mod validate;
+mod words;
 
 pub use error::{DomainError, ErrorKind};
 pub use money::{Currency, Money, MoneyError};

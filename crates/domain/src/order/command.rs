@@ -259,3 +259,9 @@ pub(super) fn priced_lines(lines: &[OrderLine]) -> Result<(Vec<OrderLineItem>, M
     }
     Ok((items, total))
 }
+
+crate::words::status_words!(CancellationReason {
+    CustomerRequest => "CUSTOMER_REQUEST",
+    OutOfStock => "OUT_OF_STOCK",
+    PaymentTimeout => "PAYMENT_TIMEOUT",
+});

@@ -200,11 +200,7 @@ impl Placed {
                 self.refunded
                     .insert(payment_id, total_refunded.amount_minor);
                 if self.paid_by == Some(payment_id) {
-                    self.payment_status = if fully_refunded {
-                        OrderPaymentStatus::Refunded
-                    } else {
-                        OrderPaymentStatus::PartiallyRefunded
-                    };
+                    self.payment_status = OrderPaymentStatus::after_refund(fully_refunded);
                 }
             }
         }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::words::status_words;
+
 /// An order's lifecycle status (serialised `PENDING`, `CONFIRMED`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -46,4 +48,39 @@ pub enum OrderPaymentStatus {
     Refunded,
     /// Part of the payment was refunded.
     PartiallyRefunded,
+}
+
+status_words!(OrderStatus {
+    Pending => "PENDING",
+    Confirmed => "CONFIRMED",
+    Shipped => "SHIPPED",
+    Delivered => "DELIVERED",
+    Cancelled => "CANCELLED",
+});
+
+status_words!(StockStatus {
+    Pending => "PENDING",
+    Reserved => "RESERVED",
+    Rejected => "REJECTED",
+    Released => "RELEASED",
+    Committed => "COMMITTED",
+});
+
+status_words!(OrderPaymentStatus {
+    Unpaid => "UNPAID",
+    Paid => "PAID",
+    Refunded => "REFUNDED",
+    PartiallyRefunded => "PARTIALLY_REFUNDED",
+});
+
+impl OrderPaymentStatus {
+    /// The order's payment status after a refund of its payment: the rule, for the aggregate and
+    /// every read model alike.
+    pub const fn after_refund(fully_refunded: bool) -> Self {
+        if fully_refunded {
+            Self::Refunded
+        } else {
+            Self::PartiallyRefunded
+        }
+    }
 }

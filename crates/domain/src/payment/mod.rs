@@ -36,6 +36,24 @@ pub enum PaymentStatus {
     PartiallyRefunded,
 }
 
+crate::words::status_words!(PaymentStatus {
+    Completed => "COMPLETED",
+    Failed => "FAILED",
+    Refunded => "REFUNDED",
+    PartiallyRefunded => "PARTIALLY_REFUNDED",
+});
+
+impl PaymentStatus {
+    /// A payment's status after a refund: the rule, for the aggregate and every read model.
+    pub const fn after_refund(fully_refunded: bool) -> Self {
+        if fully_refunded {
+            Self::Refunded
+        } else {
+            Self::PartiallyRefunded
+        }
+    }
+}
+
 /// State of a processed payment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Processed {
@@ -263,11 +281,7 @@ impl Aggregate for Payment {
                 if let Some(p) = &mut self.processed {
                     p.refund_ids.insert(refund_id);
                     p.refunded = total_refunded;
-                    p.status = if fully_refunded {
-                        PaymentStatus::Refunded
-                    } else {
-                        PaymentStatus::PartiallyRefunded
-                    };
+                    p.status = PaymentStatus::after_refund(fully_refunded);
                 }
             }
         }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{payment_name, reason_name, status_name, stock_name, Change, Effect, Placed};
+use super::{Change, Effect, Placed};
 
 /// The columns of an order that events change.
 #[derive(sqlx::FromRow)]
@@ -43,9 +43,9 @@ impl Folded {
     fn placed(placed: Box<Placed>, version: i64, at: DateTime<Utc>) -> Self {
         Self {
             order: Order {
-                status: status_name(OrderStatus::Pending).to_owned(),
-                stock_status: stock_name(StockStatus::Pending).to_owned(),
-                payment_status: payment_name(OrderPaymentStatus::Unpaid).to_owned(),
+                status: OrderStatus::Pending.as_str().to_owned(),
+                stock_status: StockStatus::Pending.as_str().to_owned(),
+                payment_status: OrderPaymentStatus::Unpaid.as_str().to_owned(),
                 cancellation_reason: None,
                 paid_by: None,
                 version,
@@ -63,18 +63,18 @@ impl Folded {
             return;
         }
         if let Some(status) = change.status {
-            order.status = status_name(status).to_owned();
+            order.status = status.as_str().to_owned();
         }
         if let Some(stock) = change.stock_status {
-            order.stock_status = stock_name(stock).to_owned();
+            order.stock_status = stock.as_str().to_owned();
         }
         if change.only_if_paid_by.is_none() || order.paid_by == change.only_if_paid_by {
             if let Some(payment) = change.payment_status {
-                order.payment_status = payment_name(payment).to_owned();
+                order.payment_status = payment.as_str().to_owned();
             }
         }
         if let Some(reason) = change.cancellation_reason {
-            order.cancellation_reason = Some(reason_name(reason).to_owned());
+            order.cancellation_reason = Some(reason.as_str().to_owned());
         }
         if let Some(paid_by) = change.paid_by {
             order.paid_by = Some(paid_by);

@@ -30,43 +30,6 @@ use crate::Projection;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OrdersProjection;
 
-fn status_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Pending => "PENDING",
-        OrderStatus::Confirmed => "CONFIRMED",
-        OrderStatus::Shipped => "SHIPPED",
-        OrderStatus::Delivered => "DELIVERED",
-        OrderStatus::Cancelled => "CANCELLED",
-    }
-}
-
-fn stock_name(status: StockStatus) -> &'static str {
-    match status {
-        StockStatus::Pending => "PENDING",
-        StockStatus::Reserved => "RESERVED",
-        StockStatus::Rejected => "REJECTED",
-        StockStatus::Released => "RELEASED",
-        StockStatus::Committed => "COMMITTED",
-    }
-}
-
-fn payment_name(status: OrderPaymentStatus) -> &'static str {
-    match status {
-        OrderPaymentStatus::Unpaid => "UNPAID",
-        OrderPaymentStatus::Paid => "PAID",
-        OrderPaymentStatus::Refunded => "REFUNDED",
-        OrderPaymentStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
-    }
-}
-
-fn reason_name(reason: CancellationReason) -> &'static str {
-    match reason {
-        CancellationReason::CustomerRequest => "CUSTOMER_REQUEST",
-        CancellationReason::OutOfStock => "OUT_OF_STOCK",
-        CancellationReason::PaymentTimeout => "PAYMENT_TIMEOUT",
-    }
-}
-
 /// What an event after `OrderPlaced` changes on its order (`None`: unchanged).
 #[derive(Debug, Default)]
 struct Change {
@@ -117,10 +80,10 @@ impl Change {
         )
         .bind(order_id)
         .bind(version)
-        .bind(self.status.map(status_name))
-        .bind(self.stock_status.map(stock_name))
-        .bind(self.payment_status.map(payment_name))
-        .bind(self.cancellation_reason.map(reason_name))
+        .bind(self.status.map(OrderStatus::as_str))
+        .bind(self.stock_status.map(StockStatus::as_str))
+        .bind(self.payment_status.map(OrderPaymentStatus::as_str))
+        .bind(self.cancellation_reason.map(CancellationReason::as_str))
         .bind(self.only_if_paid_by)
         .bind(self.paid_by)
         .bind(at)
@@ -228,11 +191,7 @@ impl Effect {
             } => (
                 order_id,
                 Change {
-                    payment_status: Some(if fully_refunded {
-                        OrderPaymentStatus::Refunded
-                    } else {
-                        OrderPaymentStatus::PartiallyRefunded
-                    }),
+                    payment_status: Some(OrderPaymentStatus::after_refund(fully_refunded)),
                     only_if_paid_by: Some(payment_id),
                     ..Change::default()
                 },
@@ -273,9 +232,9 @@ impl Projection for OrdersProjection {
         )
         .bind(placed.order_id)
         .bind(placed.user_id)
-        .bind(status_name(OrderStatus::Pending))
-        .bind(stock_name(StockStatus::Pending))
-        .bind(payment_name(OrderPaymentStatus::Unpaid))
+        .bind(OrderStatus::Pending.as_str())
+        .bind(StockStatus::Pending.as_str())
+        .bind(OrderPaymentStatus::Unpaid.as_str())
         .bind(placed.total.amount_minor)
         .bind(placed.total.currency.as_str())
         .bind(sqlx::types::Json(&placed.shipping_address))

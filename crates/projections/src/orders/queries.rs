@@ -8,7 +8,6 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::status_name;
 use crate::Page;
 
 /// An order as the API shows it. Amounts are minor units of `currency`.
@@ -123,7 +122,7 @@ pub async fn list(
 ) -> Result<(Vec<OrderView>, i64), sqlx::Error> {
     const WHERE: &str =
         "WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)";
-    let status = filter.status.map(status_name);
+    let status = filter.status.map(OrderStatus::as_str);
     let orders = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM orders.orders {WHERE} \
          ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
@@ -154,7 +153,7 @@ pub async fn has_confirmed_order_with(
         OrderStatus::Shipped,
         OrderStatus::Delivered,
     ]
-    .map(status_name);
+    .map(OrderStatus::as_str);
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM orders.order_items i JOIN orders.orders o ON o.id = i.order_id \
          WHERE i.product_id = $2 AND o.user_id = $1 AND o.status = ANY($3))",

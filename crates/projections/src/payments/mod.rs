@@ -26,15 +26,6 @@ use crate::Projection;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PaymentsProjection;
 
-fn status_name(status: PaymentStatus) -> &'static str {
-    match status {
-        PaymentStatus::Completed => "COMPLETED",
-        PaymentStatus::Failed => "FAILED",
-        PaymentStatus::Refunded => "REFUNDED",
-        PaymentStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
-    }
-}
-
 impl Projection for PaymentsProjection {
     const NAME: &'static str = "payments";
 
@@ -79,7 +70,7 @@ async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(
                 .bind(amount.amount_minor)
                 .bind(amount.currency.as_str())
                 .bind(method)
-                .bind(status_name(PaymentStatus::Completed))
+                .bind(PaymentStatus::Completed.as_str())
                 .bind(None::<String>)
                 .bind(gateway_transaction_id)
                 .bind(version)
@@ -103,7 +94,7 @@ async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(
                 .bind(amount.amount_minor)
                 .bind(amount.currency.as_str())
                 .bind(method)
-                .bind(status_name(PaymentStatus::Failed))
+                .bind(PaymentStatus::Failed.as_str())
                 .bind(reason)
                 .bind(None::<String>)
                 .bind(version)
@@ -117,11 +108,7 @@ async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(
             fully_refunded,
             ..
         } => {
-            let status = if fully_refunded {
-                PaymentStatus::Refunded
-            } else {
-                PaymentStatus::PartiallyRefunded
-            };
+            let status = PaymentStatus::after_refund(fully_refunded);
             sqlx::query(
                 "UPDATE payments SET refunded_amount = $3, status = $4, version = $2, \
                  updated_at = $5 WHERE id = $1 AND version < $2",
@@ -129,7 +116,7 @@ async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(
             .bind(payment_id)
             .bind(version)
             .bind(total_refunded.amount_minor)
-            .bind(status_name(status))
+            .bind(status.as_str())
             .bind(at)
             .execute(conn)
             .await?;

@@ -11,7 +11,7 @@ use commerce_event_store::StoredEvent;
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
-use super::body::{wire_name, OrderBody, OrderItemBody};
+use super::body::{OrderBody, OrderItemBody};
 use crate::error::{ApiError, ApiResult};
 use crate::money::Amount;
 use crate::state::AppState;
@@ -99,10 +99,10 @@ pub(super) fn order_body(id: Uuid, order: &Order) -> Option<OrderBody> {
     Some(OrderBody {
         id,
         user_id,
-        status: wire_name(status),
-        stock_status: wire_name(stock),
-        payment_status: wire_name(payment),
-        cancellation_reason: order.cancellation_reason().map(wire_name),
+        status: status.as_str().to_owned(),
+        stock_status: stock.as_str().to_owned(),
+        payment_status: payment.as_str().to_owned(),
+        cancellation_reason: order.cancellation_reason().map(|r| r.as_str().to_owned()),
         total_amount: Amount(total.amount_minor),
         currency: total.currency.to_string(),
         shipping_address: address.clone().into(),

@@ -119,12 +119,3 @@ impl From<OrderView> for OrderBody {
         }
     }
 }
-
-/// The wire name of a unit enum the domain serialises in UPPERCASE (`OrderStatus::Pending` →
-/// `PENDING`), so the log-folded view and the read model spell statuses alike.
-pub(super) fn wire_name<T: Serialize>(value: T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
-    }
-}

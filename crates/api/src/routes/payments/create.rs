@@ -244,8 +244,12 @@ async fn pay(
         .await?;
     let mut position = captured.position;
 
-    let (status, gateway_transaction_id, failure_reason) = match outcome {
-        GatewayOutcome::Approved { transaction_id } => ("COMPLETED", Some(transaction_id), None),
+    let status = captured
+        .aggregate
+        .status()
+        .map_or("", |status| status.as_str());
+    let (gateway_transaction_id, failure_reason) = match outcome {
+        GatewayOutcome::Approved { transaction_id } => (Some(transaction_id), None),
         GatewayOutcome::Declined { reason } => {
             // The saga tells the order too, but only after the event has travelled the broker;
             // telling it now frees the order at once, so the customer can retry with another
@@ -265,7 +269,7 @@ async fn pay(
                     tracing::warn!(%payment_id, %error, "order not told of the declined payment; the saga will")
                 }
             }
-            ("FAILED", None, Some(reason))
+            (None, Some(reason))
         }
     };
     let body = PaymentBody {

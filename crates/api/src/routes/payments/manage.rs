@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use commerce_domain::money::Money;
-use commerce_domain::payment::{Payment, PaymentCommand, PaymentStatus};
+use commerce_domain::payment::{Payment, PaymentCommand};
 use commerce_event_store::Position;
 use commerce_projections::payments;
 use serde::Deserialize;
@@ -140,19 +140,10 @@ async fn refunded_view(state: &AppState, id: Uuid, position: Position) -> ApiRes
     if !caught_up {
         let payment = load(state, id).await?;
         if let (Some(status), Some(refunded)) = (payment.status(), payment.refunded()) {
-            body.status = status_name(status).to_owned();
+            body.status = status.as_str().to_owned();
             body.refunded_amount = Amount(refunded.amount_minor);
             body.updated_at = Utc::now();
         }
     }
     Ok(body)
-}
-
-fn status_name(status: PaymentStatus) -> &'static str {
-    match status {
-        PaymentStatus::Completed => "COMPLETED",
-        PaymentStatus::Failed => "FAILED",
-        PaymentStatus::Refunded => "REFUNDED",
-        PaymentStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
-    }
 }
