@@ -282,7 +282,20 @@ impl OrderFulfilmentProcess {
                 order_id,
                 ..
             } => {
-                let Some(state) = saga_state(conn, order_id).await? else {
+                // One statement: records the line unless the order is past reserving, and says
+                // where the order stands (the row stays locked until the run commits).
+                let Some(state) = saga_state(
+                    conn,
+                    "UPDATE process.order_fulfilment \
+                     SET reserved = CASE WHEN rejected OR cancelled OR $2 = ANY(reserved) \
+                                         THEN reserved ELSE array_append(reserved, $2) END, \
+                         updated_at = now() \
+                     WHERE order_id = $1 RETURNING lines, reserved, rejected, cancelled",
+                    order_id,
+                    Some(product_id),
+                )
+                .await?
+                else {
                     return Ok(()); // Not an order this saga placed (e.g. a manual reservation).
                 };
                 if state.rejected || state.cancelled {
@@ -290,17 +303,7 @@ impl OrderFulfilmentProcess {
                     self.release_lines(out, order_id, [product_id], event);
                     return Ok(());
                 }
-                let reserved: Vec<Uuid> = sqlx::query_scalar(
-                    "UPDATE process.order_fulfilment \
-                     SET reserved = CASE WHEN $2 = ANY(reserved) THEN reserved ELSE array_append(reserved, $2) END, \
-                         updated_at = now() \
-                     WHERE order_id = $1 RETURNING reserved",
-                )
-                .bind(order_id)
-                .bind(product_id)
-                .fetch_one(&mut *conn)
-                .await?;
-                if state.products.iter().all(|p| reserved.contains(p)) {
+                if state.products.iter().all(|p| state.reserved.contains(p)) {
                     self.send::<Order>(
                         out,
                         order_id,
@@ -310,13 +313,17 @@ impl OrderFulfilmentProcess {
                 }
             }
             InventoryEvent::StockReservationRejected { order_id, .. } => {
-                let Some(state) = saga_state(conn, order_id).await? else {
+                let Some(state) = saga_state(
+                    conn,
+                    "UPDATE process.order_fulfilment SET rejected = true, updated_at = now() \
+                     WHERE order_id = $1 RETURNING lines, reserved, rejected, cancelled",
+                    order_id,
+                    None,
+                )
+                .await?
+                else {
                     return Ok(());
                 };
-                sqlx::query("UPDATE process.order_fulfilment SET rejected = true, updated_at = now() WHERE order_id = $1")
-                    .bind(order_id)
-                    .execute(&mut *conn)
-                    .await?;
                 // All or nothing: give back what the other lines hold.
                 self.release_lines(out, order_id, state.reserved, event);
                 self.send::<Order>(
@@ -496,17 +503,23 @@ struct SagaState {
     cancelled: bool,
 }
 
-/// Locks and reads the saga row of `order_id` for the rest of the transaction.
+/// Runs `update` (an `UPDATE … RETURNING lines, reserved, rejected, cancelled` of the saga row
+/// of `order_id` = `$1`, with `product` as `$2` when given) and returns what the saga remembers of
+/// the order afterwards; `None` when this saga did not place it. The row stays locked for the
+/// rest of the transaction.
 async fn saga_state(
     conn: &mut PgConnection,
+    update: &'static str,
     order_id: Uuid,
+    product: Option<Uuid>,
 ) -> Result<Option<SagaState>, HandlerError> {
-    let row: Option<(serde_json::Value, Vec<Uuid>, bool, bool)> = sqlx::query_as(
-        "SELECT lines, reserved, rejected, cancelled FROM process.order_fulfilment WHERE order_id = $1 FOR UPDATE",
-    )
-    .bind(order_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let query = sqlx::query_as(update).bind(order_id);
+    let query = match product {
+        Some(product) => query.bind(product),
+        None => query,
+    };
+    let row: Option<(serde_json::Value, Vec<Uuid>, bool, bool)> =
+        query.fetch_optional(&mut *conn).await?;
     let Some((lines, reserved, rejected, cancelled)) = row else {
         return Ok(None);
     };
