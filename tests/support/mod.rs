@@ -20,6 +20,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// The token signing key of every test server.
+pub const JWT_SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
+
 /// The password every test user gets.
 pub const PASSWORD: &str = "s3cret-password";
 
@@ -101,10 +104,7 @@ impl TestApp {
             ("--listen-addr", "127.0.0.1:0".to_owned()),
             ("--queue-type", "classic".to_owned()),
             ("--env", "dev".to_owned()),
-            (
-                "--jwt-secret",
-                "test-secret-0123456789-abcdefghijklmnop".to_owned(),
-            ),
+            ("--jwt-secret", JWT_SECRET.to_owned()),
             ("--password-memory-kib", "1024".to_owned()),
             ("--rate-limit", "100000".to_owned()),
             ("--rate-burst", "100000".to_owned()),

@@ -218,7 +218,7 @@ async fn add(
     Json(input): Json<AddToCartInput>,
 ) -> ApiResult<Written<CartBody>> {
     let quantity = checked_quantity(input.quantity)?;
-    min.wait(&state, CATALOG).await?;
+    min.header_only().wait(&state, CATALOG).await?;
     let (product_name, unit_price) = orderable(&state, input.product_id).await?;
     let command = CartCommand::AddToCart {
         user_id: caller.user_id,

@@ -186,7 +186,7 @@ async fn delete(
         )
         .await?;
     let position = executed.position;
-    MinPosition(Some(position)).wait(&state, READ_MODEL).await?;
+    MinPosition::at(position).wait(&state, READ_MODEL).await?;
     Ok(Written::no_content(position))
 }
 
@@ -218,7 +218,7 @@ async fn write_unique_name(
         .execute::<Category>(&id.to_string(), command, &request_id.metadata(caller))
         .await?;
     let position = executed.position;
-    MinPosition(Some(position)).wait(state, READ_MODEL).await?;
+    MinPosition::at(position).wait(state, READ_MODEL).await?;
     lock.commit().await?;
     Ok(position)
 }

@@ -295,7 +295,7 @@ async fn adjust(
         )
         .await?;
     let position = executed.position;
-    MinPosition(Some(position))
+    MinPosition::at(position)
         .wait(&state, &["inventory"])
         .await?;
     let level = inventory::get(&state.pool, product_id)

@@ -156,6 +156,6 @@ async fn write(
         )
         .await?;
     let position = executed.position;
-    MinPosition(Some(position)).wait(state, READ_MODEL).await?;
+    MinPosition::at(position).wait(state, READ_MODEL).await?;
     Ok(position)
 }

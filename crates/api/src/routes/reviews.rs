@@ -153,9 +153,7 @@ async fn submit(
             other => other.into(),
         })?;
     let position = executed.position;
-    MinPosition(Some(position))
-        .wait(&state, &["reviews"])
-        .await?;
+    MinPosition::at(position).wait(&state, &["reviews"]).await?;
     let view = reviews::get(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the review is not readable yet".to_owned()))?;

@@ -88,7 +88,7 @@ pub(crate) async fn view_after(
     id: Uuid,
     position: Position,
 ) -> ApiResult<UserBody> {
-    MinPosition(Some(position)).wait(state, READ_MODEL).await?;
+    MinPosition::at(position).wait(state, READ_MODEL).await?;
     users::get(&state.pool, id)
         .await?
         .map(Into::into)

@@ -124,7 +124,7 @@ fn text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> 
 /// Waits, when asked with `X-Min-Position`, until everything committed before this request is
 /// readable from the log.
 async fn reach(state: &AppState, min: MinPosition) -> Result<(), ApiError> {
-    if min.0.is_none() {
+    if min.position.is_none() {
         return Ok(());
     }
     if state.log.settle(state.config.read_wait).await? {

@@ -86,7 +86,7 @@ pub(super) async fn confirm(
         .await?;
     // Confirming writes nothing: waiting for the read model is safe to fail (503) and retry.
     let position = executed.position;
-    MinPosition(Some(position)).wait(&state, READ_MODEL).await?;
+    MinPosition::at(position).wait(&state, READ_MODEL).await?;
     let view = payments::get_payment(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the payment is not readable yet".to_owned()))?;
@@ -129,7 +129,7 @@ pub(super) async fn refund(
 /// The payment after a refund. The money has moved: a slow read model must not turn that into an
 /// error (a retry would refund again), so when it lags, its row gets the aggregate's figures.
 async fn refunded_view(state: &AppState, id: Uuid, position: Position) -> ApiResult<PaymentBody> {
-    let caught_up = MinPosition(Some(position))
+    let caught_up = MinPosition::at(position)
         .wait(state, READ_MODEL)
         .await
         .is_ok();

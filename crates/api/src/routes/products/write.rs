@@ -223,13 +223,13 @@ pub(super) async fn delete(
         )
         .await?;
     let position = executed.position;
-    MinPosition(Some(position)).wait(&state, WRITTEN_TO).await?;
+    MinPosition::at(position).wait(&state, WRITTEN_TO).await?;
     Ok(Written::no_content(position))
 }
 
 /// The product once the read models have applied `position`.
 async fn read_after(state: &AppState, id: Uuid, position: Position) -> ApiResult<ProductBody> {
-    MinPosition(Some(position)).wait(state, WRITTEN_TO).await?;
+    MinPosition::at(position).wait(state, WRITTEN_TO).await?;
     let view = catalog::get_product(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the product is not readable yet".to_owned()))?;
