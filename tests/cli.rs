@@ -135,18 +135,28 @@ async fn help_never_shows_connection_secrets() {
     let out = run(commerce()
         .arg("--help")
         .env("DATABASE_URL", "postgres://app:pg-secret@db/commerce")
-        .env("AMQP_URL", "amqp://app:mq-secret@mq:5672/%2f"))
+        .env("AMQP_URL", "amqp://app:mq-secret@mq:5672/%2f")
+        .env("JWT_SECRET", "jwt-secret-from-the-environment-0123456789")
+        .env("SMTP_URL", "smtp://mailer:smtp-secret@mail:25"))
     .await;
     let help = text(&out.stdout);
     assert!(out.status.success());
     assert!(
-        help.contains("--database-url") && help.contains("--amqp-url"),
+        help.contains("--database-url")
+            && help.contains("--amqp-url")
+            && help.contains("--jwt-secret")
+            && help.contains("--smtp-url"),
         "{help}"
     );
-    assert!(
-        !help.contains("pg-secret") && !help.contains("mq-secret") && !help.contains("guest"),
-        "{help}"
-    );
+    for secret in [
+        "pg-secret",
+        "mq-secret",
+        "guest",
+        "jwt-secret-from",
+        "smtp-secret",
+    ] {
+        assert!(!help.contains(secret), "{secret} shown in {help}");
+    }
 }
 
 #[tokio::test]
