@@ -62,6 +62,8 @@ impl Parts {
 pub struct RunningApp {
     /// Where the API listens, when it runs.
     pub api_addr: Option<SocketAddr>,
+    /// Where `/metrics` listens on its own (`METRICS_ADDR`), when set.
+    pub metrics_addr: Option<SocketAddr>,
     /// The Postgres pool (event store and read models).
     pub pool: PgPool,
     shutdown: CancellationToken,
@@ -97,13 +99,22 @@ impl RunningApp {
 pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningApp> {
     // Installed before anything records a metric.
     let metrics = crate::telemetry::metrics_handle();
-    // Checked before anything starts: prod refuses to run the API with a weak key.
+    // Checked before anything starts: prod refuses to run the API with a weak key or a cheap
+    // password hash.
     let jwt_secret = if parts.api {
-        Some(settings.jwt_secret()?)
+        settings.check_password_hashing()?;
+        settings.configured_jwt_secret()?
     } else {
         None
     };
     let pool = db::prepare(&settings.database_url, settings.max_db_connections).await?;
+    let jwt_secret = match jwt_secret {
+        Some(secret) => secret,
+        None if parts.api => commerce_api::auth::signing_key::stored_or_generated(&pool)
+            .await
+            .context("cannot read or store the generated token signing key")?,
+        None => String::new(),
+    };
     check_broker(&settings.broker).await?;
 
     let shutdown = CancellationToken::new();
@@ -166,46 +177,75 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         ));
     }
 
+    let metrics_addr = match (&settings.metrics_addr, &metrics) {
+        (Some(address), Some(handle)) => {
+            let router = commerce_api::routes::ops::metrics_router(handle.clone());
+            Some(listen(address, "metrics", router, &mut tasks, &shutdown).await?)
+        }
+        _ => None,
+    };
+
     let mut api_addr = None;
     if parts.api {
-        let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
-        let addr = listener.local_addr()?;
-        api_addr = Some(addr);
         let ops = OpsState {
             checks: Arc::new(vec![
                 Box::new(PostgresCheck(pool.clone())),
                 Box::new(MigrationsCheck(pool.clone())),
                 Box::new(BrokerCheck::new(settings.broker.clone())),
             ]),
-            metrics: metrics.clone(),
+            // With METRICS_ADDR, /metrics is served there only.
+            metrics: metrics.filter(|_| metrics_addr.is_none()),
         };
-        let secret = jwt_secret.unwrap_or_default();
         let state = AppState::with_dispatcher(
             pool.clone(),
             dispatcher,
-            secret.as_bytes(),
+            jwt_secret.as_bytes(),
             settings.api.clone(),
             ops,
         );
         let router = commerce_api::routes::router(state);
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(error) = commerce_api::serve(listener, router, token.clone()).await {
-                tracing::error!(%error, "HTTP server failed");
-                token.cancel();
-            }
-        });
-        tracing::info!(%addr, "HTTP API listening");
+        api_addr = Some(
+            listen(
+                &settings.listen_addr,
+                "HTTP API",
+                router,
+                &mut tasks,
+                &shutdown,
+            )
+            .await?,
+        );
     }
 
     Ok(RunningApp {
         api_addr,
+        metrics_addr,
         pool,
         shutdown,
         tasks,
     })
+}
+
+/// Binds `address` and serves `router` there until shutdown; a failing server stops every part.
+async fn listen(
+    address: &str,
+    what: &'static str,
+    router: axum::Router,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({what})"))?;
+    let addr = listener.local_addr()?;
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(error) = commerce_api::serve(listener, router, token.clone()).await {
+            tracing::error!(%error, "{what} server failed");
+            token.cancel();
+        }
+    });
+    tracing::info!(%addr, "{what} listening");
+    Ok(addr)
 }
 
 /// Publishes every consumer's position, lag and state, and the relay's lag, as Prometheus gauges

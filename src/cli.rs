@@ -126,6 +126,11 @@ pub struct GlobalArgs {
     )]
     pub password_memory_kib: u32,
 
+    /// Serve `/metrics` on this address of its own (e.g. `127.0.0.1:9100`), in every process
+    /// kind, and no longer on the API's address; without it the API serves `/metrics`.
+    #[arg(long, env = "METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<String>,
+
     /// `text` or `json` (one JSON object per line).
     #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
     pub log_format: String,

@@ -27,6 +27,8 @@ pub struct Settings {
     pub broker: BrokerConfig,
     /// Where the HTTP API listens.
     pub listen_addr: String,
+    /// Where `/metrics` listens on its own, if anywhere (then not on the API's address).
+    pub metrics_addr: Option<String>,
     /// `dev` or `prod`.
     pub environment: Environment,
     /// Largest Postgres pool of this process.
@@ -45,8 +47,8 @@ pub struct Settings {
     pub api: ApiConfig,
 }
 
-/// The development signing key `serve` uses when `JWT_SECRET` is unset in `dev`.
-const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-change-me-0123456789";
+/// OWASP's minimum argon2id memory cost (19 MiB), below which `prod` refuses to start.
+pub const OWASP_MIN_PASSWORD_MEMORY_KIB: u32 = 19_456;
 
 impl Settings {
     /// Resolves the global options; `default_env` applies when `COMMERCE_ENV` is unset.
@@ -118,6 +120,7 @@ impl Settings {
             database_url: args.database_url.clone(),
             broker,
             listen_addr: args.listen_addr.clone(),
+            metrics_addr: args.metrics_addr.clone().filter(|a| !a.trim().is_empty()),
             environment,
             max_db_connections: 20,
             relay_poll_interval: Duration::from_millis(10),
@@ -130,27 +133,43 @@ impl Settings {
     }
 
     /// The token signing key. In `prod` a missing or weak key is refused (fewer than 32
-    /// characters, fewer than 8 distinct ones, or the development key); in `dev` a missing key
-    /// falls back to the development key, with a warning.
-    pub fn jwt_secret(&self) -> anyhow::Result<String> {
+    /// characters or fewer than 8 distinct ones); in `dev` a missing key is `None`: the platform
+    /// then signs with the key it generated and keeps in the database
+    /// (`commerce_api::auth::signing_key`), so no key is ever in the source.
+    pub fn configured_jwt_secret(&self) -> anyhow::Result<Option<String>> {
         match (&self.jwt_secret, self.environment) {
             (Some(secret), Environment::Prod) => {
                 let distinct: std::collections::HashSet<char> = secret.chars().collect();
-                if secret.chars().count() < 32 || distinct.len() < 8 || secret == DEV_JWT_SECRET {
+                if secret.chars().count() < 32 || distinct.len() < 8 {
                     bail!("JWT_SECRET is too weak for COMMERCE_ENV=prod: use at least 32 random characters (e.g. `openssl rand -base64 48`)");
                 }
-                Ok(secret.clone())
+                Ok(Some(secret.clone()))
             }
-            (Some(secret), Environment::Dev) => Ok(secret.clone()),
+            (Some(secret), Environment::Dev) => Ok(Some(secret.clone())),
             (None, Environment::Prod) => bail!(
                 "JWT_SECRET is required when COMMERCE_ENV=prod (at least 32 random characters)"
             ),
-            (None, Environment::Dev) => {
-                tracing::warn!(
-                    "JWT_SECRET is not set; using the development key (COMMERCE_ENV=dev)"
-                );
-                Ok(DEV_JWT_SECRET.to_owned())
-            }
+            (None, Environment::Dev) => Ok(None),
         }
+    }
+
+    /// The configured key ([`Settings::configured_jwt_secret`]), for tools that mint tokens
+    /// without the platform's database (tests, the bench); an error when none is configured.
+    pub fn jwt_secret(&self) -> anyhow::Result<String> {
+        self.configured_jwt_secret()?
+            .context("JWT_SECRET is not set (the platform uses the key stored in its database)")
+    }
+
+    /// What `prod` refuses beyond the signing key: an argon2 memory cost below OWASP's minimum.
+    pub fn check_password_hashing(&self) -> anyhow::Result<()> {
+        if self.environment == Environment::Prod
+            && self.api.password_memory_kib < OWASP_MIN_PASSWORD_MEMORY_KIB
+        {
+            bail!(
+                "PASSWORD_HASH_MEMORY_KIB {} is below OWASP's minimum of {OWASP_MIN_PASSWORD_MEMORY_KIB} for COMMERCE_ENV=prod",
+                self.api.password_memory_kib
+            );
+        }
+        Ok(())
     }
 }

@@ -142,3 +142,22 @@ async fn the_api_refuses_to_start_in_prod_without_a_strong_jwt_secret() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_api_refuses_to_start_in_prod_with_an_argon2_memory_below_the_owasp_minimum() {
+    let out = run(commerce()
+        .args(["api", "--listen-addr", "127.0.0.1:0"])
+        .env("COMMERCE_ENV", "prod")
+        .env("JWT_SECRET", "a-strong-secret-0123456789-abcdefghijklmnop")
+        .env("PASSWORD_HASH_MEMORY_KIB", "19455")
+        // Unreachable: the setting must be refused before any connection is tried.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/commerce"))
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("PASSWORD_HASH_MEMORY_KIB") && stderr.contains("19456"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Postgres"), "{stderr}");
+}

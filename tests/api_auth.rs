@@ -7,7 +7,7 @@ mod support;
 use commerce_event_store::db::MIGRATOR;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Resp, TestApp};
+use support::{Options, Resp, TestApp};
 
 const PASSWORD: &str = "correct-horse-7";
 
@@ -83,6 +83,51 @@ async fn a_registered_user_logs_in_and_reads_their_own_profile(
     assert_eq!(me.data(), &user);
     assert_no_secrets(&me);
     app.stop().await;
+}
+
+/// Without `JWT_SECRET`, `serve` signs with a random key it generated on first start and keeps
+/// in the database: never a key from the source, and sessions survive a restart.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn without_a_jwt_secret_serve_keeps_a_generated_key_and_sessions_survive_a_restart(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let no_secret = || Options {
+        args: vec![("--jwt-secret".to_owned(), String::new())],
+    };
+    let app = TestApp::spawn_with(&c, no_secret()).await;
+    let created = register(&app, "keep@example.com").await.expect(201);
+    let pair = login(&app, "keep@example.com", PASSWORD)
+        .await
+        .expect(200)
+        .data()
+        .clone();
+    let token = pair["access_token"].as_str().unwrap();
+    app.get_after("/api/v1/users/me", Some(token), &created.position())
+        .await
+        .expect(200);
+    let key: Vec<String> = sqlx::query_scalar("SELECT secret FROM api.signing_key")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(key.len(), 1);
+    assert!(key[0].len() >= 64, "48 random bytes, base64");
+    app.stop().await;
+
+    let restarted = TestApp::spawn_with(&c, no_secret()).await;
+    restarted
+        .get("/api/v1/users/me", Some(token))
+        .await
+        .expect(200);
+    refresh(&restarted, &pair["refresh_token"])
+        .await
+        .expect(200);
+    let after: Vec<String> = sqlx::query_scalar("SELECT secret FROM api.signing_key")
+        .fetch_all(&restarted.pool)
+        .await
+        .unwrap();
+    assert_eq!(after, key, "the same key, not a second one");
+    restarted.stop().await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

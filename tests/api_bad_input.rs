@@ -441,3 +441,52 @@ async fn bad_input_gets_a_4xx_and_appends_nothing(_o: PgPoolOptions, c: PgConnec
     assert_eq!(app.event_count().await, before, "bad input appended events");
     app.stop().await;
 }
+
+/// Every operation of the document that takes a JSON body refuses one that is not an object
+/// (`PUT /users/me` with `[null, null]` once answered 200, as an empty update).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn every_json_body_that_is_not_an_object_is_a_400(_o: PgPoolOptions, c: PgConnectOptions) {
+    let app = TestApp::spawn(&c).await;
+    let admin = app.admin().await;
+    let customer = app.customer().await;
+    let spec = app.get("/api/v1/openapi.json", None).await.expect(200);
+    let before = app.event_count().await;
+    let mut checked = 0;
+    for (path, item) in spec.body["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("operations") {
+            if operation.get("requestBody").is_none() {
+                continue;
+            }
+            let path = path
+                .split('/')
+                .map(|part| {
+                    if part.starts_with('{') {
+                        Uuid::new_v4().to_string()
+                    } else {
+                        part.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method: Method = method.to_uppercase().parse().expect("a method");
+            for body in ["[null, null]", "[]", "null", "7", "\"text\""] {
+                for who in [&admin, &customer] {
+                    let resp = app
+                        .client
+                        .request(method.clone(), format!("{}{path}", app.base))
+                        .bearer_auth(&who.token)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("an answer");
+                    assert_eq!(resp.status(), 400, "{method} {path} with {body}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} operations take a body");
+    assert_eq!(app.event_count().await, before);
+    app.stop().await;
+}

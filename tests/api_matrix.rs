@@ -225,6 +225,70 @@ fn documented() -> BTreeSet<(String, String)> {
     ops
 }
 
+/// Every operation the application's axum router serves, as (METHOD, path), found from the
+/// router itself, not the document: axum has no API listing routes, but a router's `Debug` names
+/// each route's path and the methods of its `Allow` header. Operations endpoints, the document
+/// itself and the docs pages are left out (they are outside the API on purpose).
+fn routed() -> BTreeSet<(String, String)> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://postgres@127.0.0.1:1/never-connected")
+        .expect("a lazy pool");
+    let ops = commerce_api::OpsState {
+        checks: std::sync::Arc::new(Vec::new()),
+        metrics: None,
+    };
+    let config = commerce_api::ApiConfig::default();
+    let state = commerce_api::AppState::new(pool, &[7; 32], config, ops);
+    let text = format!("{:?}", commerce_api::routes::router(state));
+    // The main path router comes first; the fallback router after it is not a route.
+    let (routes, rest) = text
+        .split_once("node: Node { paths: {")
+        .expect("the router lists its routes");
+    // Paths hold braces themselves (`{id}`): the map ends after the last quoted path.
+    let paths = rest.split_once("\"} }").expect("the end of the paths").0;
+    let mut allowed = std::collections::HashMap::new();
+    for entry in routes.split("RouteId(").skip(1) {
+        let (id, entry) = entry.split_once(')').expect("a route id");
+        if let Some((_, allow)) = entry.split_once("allow_header: Bytes(b\"") {
+            let methods = allow.split('"').next().unwrap_or_default();
+            allowed.insert(id.to_owned(), methods.to_owned());
+        }
+    }
+    let mut ops = BTreeSet::new();
+    for entry in paths.split("RouteId(").skip(1) {
+        let (id, path) = entry.split_once("): \"").expect("a route's path");
+        let path = path.split('"').next().unwrap_or(path);
+        let outside_api = !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json";
+        if outside_api {
+            continue;
+        }
+        let methods = allowed
+            .get(id)
+            .unwrap_or_else(|| panic!("no methods for {path}"));
+        for method in methods.split(',').filter(|m| *m != "HEAD") {
+            ops.insert((method.to_owned(), path.to_owned()));
+        }
+    }
+    ops
+}
+
+#[tokio::test]
+async fn every_operation_the_router_serves_is_in_the_document_and_no_other() {
+    let routed = routed();
+    let documented = documented();
+    assert!(routed.len() >= 40, "too few routes found: {routed:?}");
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routed but not in the OpenAPI document: {undocumented:?}"
+    );
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        unrouted.is_empty(),
+        "in the document but not routed: {unrouted:?}"
+    );
+}
+
 #[test]
 fn every_documented_operation_has_exactly_one_rule_and_every_rule_is_documented() {
     let documented = documented();

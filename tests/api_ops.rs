@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use commerce_event_store::db::MIGRATOR;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::TestApp;
+use support::{Options, TestApp};
 use uuid::Uuid;
 
 /// The `/metrics` text once `ready` holds for it. The lag gauges are refreshed every few seconds
@@ -169,5 +169,43 @@ async fn readiness_stays_ready_over_many_probes_and_ops_routes_stay_out_of_the_a
     ] {
         assert!(paths.contains_key(admin), "{admin} not documented");
     }
+    app.stop().await;
+}
+
+/// `METRICS_ADDR`: the scrape endpoint on a listener of its own, so it need not face the
+/// internet with the API; the API's address then has no `/metrics`.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn with_a_metrics_address_metrics_are_served_there_and_not_beside_the_api(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let options = Options {
+        args: vec![("--metrics-addr".to_owned(), "127.0.0.1:0".to_owned())],
+    };
+    let app = TestApp::spawn_with(&c, options).await;
+    let metrics = app.metrics_base.clone().expect("a metrics listener");
+    app.get("/api/v1/products", None).await.expect(200);
+    let scrape = app
+        .client
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().await.unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+
+    app.get("/metrics", None).await.expect(404);
+    let api_there = app
+        .client
+        .get(format!("{metrics}/api/v1/products"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api_there.status(),
+        404,
+        "only /metrics on the metrics listener"
+    );
     app.stop().await;
 }

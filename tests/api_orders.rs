@@ -235,6 +235,61 @@ async fn nothing_to_order_or_a_bad_product_is_refused_and_appends_nothing(
     app.stop().await;
 }
 
+/// The previous platform's clients send the address as one line; ours may send it by field.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_order_ships_to_one_line_of_text_or_to_an_address_by_field_answered_as_sent(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let app = TestApp::spawn(&c).await;
+    let customer = app.customer().await;
+    let token = Some(customer.token.as_str());
+    let lamp = product(&app, 1200, 10).await;
+    let one_line = "123 Main Street, San Francisco, CA 94105";
+    let by_field = json!({"line1": "1 Main St", "line2": "Flat 2", "city": "Springfield",
+        "postal_code": "12345", "country": "US"});
+
+    for address in [json!(one_line), by_field] {
+        let mut body = from_items(&[(lamp, 1)]);
+        body["shipping_address"] = address.clone();
+        let placed = place(&app, &customer, body).await.expect(201);
+        assert_eq!(placed.data()["shipping_address"], address);
+        let path = format!("/api/v1/orders/{}", id_of(&placed));
+        let read = app
+            .get_after(&path, token, &placed.position())
+            .await
+            .expect(200);
+        assert_eq!(read.data()["shipping_address"], address);
+        let as_of = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let then = app
+            .get(&format!("{path}?as_of={as_of}"), token)
+            .await
+            .expect(200);
+        assert_eq!(then.data()["shipping_address"], address);
+    }
+
+    // The saga's reactions to the two orders are in the log before counting.
+    settle_saga(&app).await;
+    let before = app.event_count().await;
+    for wrong in [
+        json!("   "),
+        json!("x".repeat(501)),
+        json!(42),
+        json!(["1 Main St"]),
+    ] {
+        let mut body = from_items(&[(lamp, 1)]);
+        body["shipping_address"] = wrong.clone();
+        let refused = place(&app, &customer, body).await.expect(400);
+        let error = refused.body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("shipping_address") || error.contains("shipping address"),
+            "{wrong}: {error}"
+        );
+    }
+    assert_eq!(app.event_count().await, before);
+    app.stop().await;
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn another_customer_gets_404_while_admins_and_auditors_see_the_order(
     _o: PgPoolOptions,

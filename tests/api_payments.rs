@@ -14,7 +14,7 @@ use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
 use commerce_commands::Dispatcher;
 use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
 use commerce_domain::money::{Currency, Money};
-use commerce_domain::order::{Order, OrderCommand, OrderLine, ShippingAddress};
+use commerce_domain::order::{Order, OrderCommand, OrderLine, PostalAddress};
 use commerce_domain::product::{Product, ProductCommand};
 use commerce_event_store::db::MIGRATOR;
 use commerce_event_store::{EventMetadata, EventStore, LogReader};
@@ -66,13 +66,14 @@ async fn order_for(app: &TestApp, customer: &Session, price_minor: i64, quantity
             quantity,
             unit_price: price,
         }],
-        shipping_address: ShippingAddress {
+        shipping_address: PostalAddress {
             line1: "1 Main St".into(),
             line2: None,
             city: "Springfield".into(),
             postal_code: "12345".into(),
             country: "US".into(),
-        },
+        }
+        .into(),
         payment_method: "card".into(),
         at: Utc::now(),
     };

@@ -84,23 +84,79 @@ async fn serve_names_an_unreachable_rabbitmq_and_exits_non_zero() {
     );
 }
 
+/// "cannot reach" only when Postgres never answered: a server that refuses the role, a
+/// `CREATE DATABASE` it denies and a migration that fails each say what happened.
+#[tokio::test]
+async fn a_reachable_postgres_that_refuses_is_never_called_unreachable() {
+    let admin = PgPool::connect(&format!("{SERVER}/postgres"))
+        .await
+        .unwrap();
+    let role = format!("commerce_cli_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN NOCREATEDB"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (url, name) = fresh_database();
+    let missing_role = url.replace("postgres@", "nobody_at_all@");
+    let without_createdb = url.replace("postgres@", &format!("{role}@"));
+    // A database whose `events` table is not ours: the first migration fails on it.
+    let (taken_url, taken) = fresh_database();
+    sqlx::query(&format!("CREATE DATABASE {taken}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let taken_pool = PgPool::connect(&taken_url).await.unwrap();
+    sqlx::query("CREATE TABLE events (id int)")
+        .execute(&taken_pool)
+        .await
+        .unwrap();
+    taken_pool.close().await;
+
+    for (database_url, expected) in [
+        (missing_role.as_str(), "refused the connection"),
+        (without_createdb.as_str(), "cannot create the database"),
+        (taken_url.as_str(), "migration failed"),
+    ] {
+        let out = run(commerce().arg("migrate").env("DATABASE_URL", database_url)).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{database_url}: {stderr}");
+        assert!(!stderr.contains("cannot reach"), "{database_url}: {stderr}");
+    }
+    drop_database(&name).await;
+    drop_database(&taken).await;
+    let _ = sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&admin)
+        .await;
+}
+
 #[tokio::test]
 async fn help_never_shows_connection_secrets() {
     let out = run(commerce()
         .arg("--help")
         .env("DATABASE_URL", "postgres://app:pg-secret@db/commerce")
-        .env("AMQP_URL", "amqp://app:mq-secret@mq:5672/%2f"))
+        .env("AMQP_URL", "amqp://app:mq-secret@mq:5672/%2f")
+        .env("JWT_SECRET", "jwt-secret-from-the-environment-0123456789")
+        .env("SMTP_URL", "smtp://mailer:smtp-secret@mail:25"))
     .await;
     let help = text(&out.stdout);
     assert!(out.status.success());
     assert!(
-        help.contains("--database-url") && help.contains("--amqp-url"),
+        help.contains("--database-url")
+            && help.contains("--amqp-url")
+            && help.contains("--jwt-secret")
+            && help.contains("--smtp-url"),
         "{help}"
     );
-    assert!(
-        !help.contains("pg-secret") && !help.contains("mq-secret") && !help.contains("guest"),
-        "{help}"
-    );
+    for secret in [
+        "pg-secret",
+        "mq-secret",
+        "guest",
+        "jwt-secret-from",
+        "smtp-secret",
+    ] {
+        assert!(!help.contains(secret), "{secret} shown in {help}");
+    }
 }
 
 #[tokio::test]

@@ -24,21 +24,65 @@ pub fn describe_database_url(url: &str) -> String {
     }
 }
 
-/// Creates the database named in `url` if it does not exist yet.
+/// Creates the database named in `url` if it does not exist yet. Any number of processes may
+/// run this at once (pods starting together): when another one creates the database between our
+/// check and our `CREATE DATABASE`, Postgres answers `duplicate_database`, or a unique violation
+/// on `pg_database` when both inserts race in the catalog; either means it exists now.
 pub async fn create_database_if_missing(url: &str) -> Result<(), StoreError> {
-    let unreachable = |source| StoreError::Unreachable {
-        target: describe_database_url(url),
-        source,
-    };
-    if !Postgres::database_exists(url).await.map_err(unreachable)? {
-        match Postgres::create_database(url).await {
-            Ok(()) => tracing::info!(database = %describe_database_url(url), "created database"),
-            // Another process created it between our check and our create.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-            Err(e) => return Err(unreachable(e)),
-        }
+    if Postgres::database_exists(url)
+        .await
+        .map_err(|e| connect_error(url, e))?
+    {
+        return Ok(());
     }
-    Ok(())
+    match Postgres::create_database(url).await {
+        Ok(()) => {
+            tracing::info!(database = %describe_database_url(url), "created database");
+            Ok(())
+        }
+        Err(sqlx::Error::Database(e))
+            if matches!(
+                e.code().as_deref(),
+                Some(DUPLICATE_DATABASE | UNIQUE_VIOLATION)
+            ) =>
+        {
+            tracing::debug!(database = %describe_database_url(url), "created concurrently by another process");
+            Ok(())
+        }
+        Err(e) if is_unreachable(&e) => Err(connect_error(url, e)),
+        Err(source) => Err(StoreError::CreateDatabase {
+            target: describe_database_url(url),
+            source,
+        }),
+    }
+}
+
+/// SQLSTATE of `CREATE DATABASE` for a name that exists.
+const DUPLICATE_DATABASE: &str = "42P04";
+/// SQLSTATE of two `CREATE DATABASE` of one name racing on `pg_database_datname_index`.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Whether a connection attempt failed without the server answering (so "cannot reach" is true).
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
+/// A failed connection attempt, named by its real cause: [`StoreError::Unreachable`] only when
+/// the server never answered, [`StoreError::Refused`] when it answered no.
+fn connect_error(url: &str, source: sqlx::Error) -> StoreError {
+    let target = describe_database_url(url);
+    if is_unreachable(&source) {
+        StoreError::Unreachable { target, source }
+    } else {
+        StoreError::Refused { target, source }
+    }
 }
 
 /// Connections idle longer than this are pinged before use.
@@ -46,10 +90,7 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// A connection pool of at most `max_connections`, failing fast when Postgres is unreachable.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let options: PgConnectOptions = url.parse().map_err(|e| StoreError::Unreachable {
-        target: describe_database_url(url),
-        source: e,
-    })?;
+    let options: PgConnectOptions = url.parse().map_err(StoreError::InvalidUrl)?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -66,10 +107,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
         })
         .connect_with(options)
         .await
-        .map_err(|source| StoreError::Unreachable {
-            target: describe_database_url(url),
-            source,
-        })
+        .map_err(|source| connect_error(url, source))
 }
 
 /// Creates the database if needed, connects and applies pending migrations.

@@ -11,12 +11,36 @@ pub enum StoreError {
         /// The aggregate's id.
         aggregate_id: String,
     },
-    /// Postgres could not be reached at all (connect time).
+    /// Postgres could not be reached at all (connect time: no route, refused or timed-out TCP,
+    /// TLS failure).
     #[error("cannot reach Postgres at {target}")]
     Unreachable {
         /// `host:port/database`, never credentials.
         target: String,
         /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Postgres answered but refused the connection (wrong password, no such role or database,
+    /// too many connections…): reachable, so not [`StoreError::Unreachable`].
+    #[error("Postgres at {target} refused the connection")]
+    Refused {
+        /// `host:port/database`, never credentials.
+        target: String,
+        /// The server's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// `DATABASE_URL` does not parse.
+    #[error("DATABASE_URL is not a valid Postgres URL")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The database was missing and creating it failed (other than because a concurrent
+    /// process created it first, which counts as created).
+    #[error("cannot create the database {target}")]
+    CreateDatabase {
+        /// `host:port/database`, never credentials.
+        target: String,
+        /// The server's error.
         #[source]
         source: sqlx::Error,
     },

@@ -155,6 +155,19 @@ impl Cluster {
     /// Creates the database `commerce_<prefix>_<uuid>` with `commerce migrate` and starts the
     /// supervisor. `extra_env` goes to every process (e.g. `PAYMENT_TIMEOUT`).
     pub async fn create(prefix: &str, extra_env: &[(&str, &str)]) -> Arc<Self> {
+        let cluster = Self::create_unprepared(prefix, extra_env).await;
+        let out = cluster.cli(&["migrate"], &[]).await;
+        assert!(
+            out.status.success(),
+            "commerce migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    /// As [`Cluster::create`], but the database does not exist yet: the processes started on
+    /// it create it and apply the migrations themselves.
+    pub async fn create_unprepared(prefix: &str, extra_env: &[(&str, &str)]) -> Arc<Self> {
         let name = format!("commerce_{prefix}_{}", Uuid::new_v4().simple());
         let database_url = format!("{}/{name}", server_url());
         let amqp_url = format!("{}/{name}", amqp_server());
@@ -208,12 +221,6 @@ impl Cluster {
             cleaned: AtomicBool::new(false),
             supervisor: CancellationToken::new(),
         });
-        let out = cluster.cli(&["migrate"], &[]).await;
-        assert!(
-            out.status.success(),
-            "commerce migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         tokio::spawn(supervise(
             Arc::downgrade(&cluster),
             cluster.supervisor.clone(),
@@ -240,7 +247,8 @@ impl Cluster {
             )
             .env("AMQP_URL", &self.amqp_url)
             .env("COMMERCE_NAMESPACE", &self.name)
-            .env("COMMERCE_ENV", "prod")
+            // dev: the processes hash passwords with 1 MiB to keep tests fast, which prod refuses.
+            .env("COMMERCE_ENV", "dev")
             .env("JWT_SECRET", &self.jwt_secret)
             .env("RATE_LIMIT_PER_SECOND", "1000000")
             .env("RATE_LIMIT_BURST", "1000000")
@@ -381,24 +389,12 @@ impl Cluster {
 
     /// Waits until `GET /health` on `port` answers 200.
     pub async fn wait_http(&self, port: u16, timeout: Duration) -> bool {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("client");
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{port}/health"))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return true;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
+        wait_ok(port, "/health", timeout).await
+    }
+
+    /// Waits until `GET /ready` on `port` answers 200 (Postgres, RabbitMQ and migrations ok).
+    pub async fn wait_ready(&self, port: u16, timeout: Duration) -> bool {
+        wait_ok(port, "/ready", timeout).await
     }
 
     /// Waits until every consumer in `names` has a checkpoint row in state `LIVE`.
@@ -638,6 +634,28 @@ impl Drop for Cluster {
         .join();
         println!("logs of the processes are in {}", self.log_dir.display());
     }
+}
+
+/// Waits until `GET <path>` on `127.0.0.1:<port>` answers a 2xx.
+async fn wait_ok(port: u16, path: &str, timeout: Duration) -> bool {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// Deletes the virtual host `name` (its queues and exchanges go with it) and drops the

@@ -32,6 +32,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub pool: PgPool,
     pub settings: Settings,
+    /// `http://<METRICS_ADDR>` when `--metrics-addr` was given.
+    pub metrics_base: Option<String>,
     running: Option<RunningApp>,
 }
 
@@ -137,6 +139,7 @@ impl TestApp {
                 .build()
                 .expect("client"),
             pool: running.pool.clone(),
+            metrics_base: running.metrics_addr.map(|a| format!("http://{a}")),
             settings,
             running: Some(running),
         }

@@ -39,8 +39,20 @@ where
     }
 }
 
-/// Parses a JSON body, naming the failing field.
+/// Parses a JSON body, naming the failing field. Every request body of the API is an object:
+/// anything else is refused here, once for every route (serde's derived structs would otherwise
+/// take an array as the fields in order, so `[null, null]` passed as an empty update).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::BadRequest {
+            code: "validation_failed",
+            message: "invalid JSON body: expected a JSON object".to_owned(),
+            details: None,
+        });
+    }
     if has_nul_escape(bytes) {
         // Postgres text and jsonb cannot hold NUL; refusing it here keeps it from becoming a 500.
         return Err(ApiError::BadRequest {
@@ -180,5 +192,24 @@ mod tests {
         assert!(!has_nul_escape(br#"{"a": "x\\u0000y"}"#));
         assert!(has_nul_escape(br#"{"a": "x\\\u0000y"}"#));
         assert!(!has_nul_escape(br#"{"a": "plain"}"#));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Update {
+        name: Option<String>,
+        phone: Option<String>,
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused_even_where_serde_would_take_it() {
+        for body in ["[null, null]", "[]", "null", "42", "\"x\"", "", "  "] {
+            let refused = parse_json::<Update>(body.as_bytes()).unwrap_err();
+            assert!(
+                matches!(refused, ApiError::BadRequest { .. }),
+                "{body}: {refused:?}"
+            );
+        }
+        assert!(parse_json::<Update>(b" \n{\"name\": \"A\"}").is_ok());
     }
 }

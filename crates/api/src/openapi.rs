@@ -6,6 +6,7 @@
 //! document describes every status a client can receive, not only those a handler returns.
 
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -104,5 +105,96 @@ fn add_to(operation: &mut Operation) {
                     .build()
                     .into()
             });
+    }
+}
+
+/// A string parameter that takes one of `values` (for `#[param(schema_with = …)]`, where
+/// utoipa has no `enum` attribute).
+pub(crate) fn string_enum(values: &[&str]) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    fn document() -> Value {
+        serde_json::to_value(crate::routes::openapi()).expect("the document serialises")
+    }
+
+    fn query_parameter(doc: &Value, path: &str, name: &str) -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .map(|p| p["schema"].clone())
+            .unwrap_or_else(|| panic!("no parameter {name} on GET {path}"))
+    }
+
+    /// Generated clients send what the document allows; every limit here is one the server
+    /// enforces with a 400.
+    #[test]
+    fn the_document_states_the_limits_the_server_enforces() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let sort = query_parameter(&doc, "/api/v1/products", "sort");
+        assert_eq!(
+            sort["enum"],
+            json!(["newest", "price_asc", "price_desc", "rating"])
+        );
+        let status = query_parameter(&doc, "/api/v1/orders", "status");
+        assert_eq!(
+            status["enum"],
+            json!(["PENDING", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED"])
+        );
+        let page_size = query_parameter(&doc, "/api/v1/orders", "page_size");
+        assert_eq!(
+            (page_size["minimum"].clone(), page_size["maximum"].clone()),
+            (json!(1), json!(100))
+        );
+        assert_eq!(
+            query_parameter(&doc, "/api/v1/products", "page")["minimum"],
+            1
+        );
+        assert_eq!(
+            query_parameter(&doc, "/api/v1/products", "search")["maxLength"],
+            200
+        );
+        assert_eq!(
+            query_parameter(&doc, "/api/v1/products", "min_price")["minimum"],
+            0
+        );
+
+        let register = &schemas["RegisterInput"]["properties"];
+        assert_eq!(register["email"]["format"], "email");
+        assert_eq!(register["email"]["maxLength"], 254);
+        assert_eq!(register["password"]["minLength"], 8);
+        assert_eq!(register["password"]["maxLength"], 128);
+        assert_eq!(register["name"]["maxLength"], 100);
+        assert_eq!(
+            schemas["CategoryInput"]["properties"]["name"]["maxLength"],
+            100
+        );
+        assert_eq!(
+            schemas["NewProduct"]["properties"]["name"]["maxLength"],
+            200
+        );
+        assert_eq!(schemas["ReviewInput"]["properties"]["rating"]["maximum"], 5);
+        assert_eq!(
+            schemas["ReviewInput"]["properties"]["comment"]["maxLength"],
+            2000
+        );
+        assert_eq!(
+            schemas["PlaceOrderInput"]["properties"]["items"]["maxItems"],
+            100
+        );
+        assert_eq!(
+            schemas["PostalAddress"]["properties"]["city"]["maxLength"],
+            100
+        );
+        let address = &schemas["Address"]["oneOf"];
+        assert_eq!(address[0]["maxLength"], 500, "{address}");
     }
 }

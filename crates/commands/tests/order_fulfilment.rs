@@ -11,7 +11,7 @@ use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
 use commerce_domain::money::{Currency, Money};
 use commerce_domain::order::{
     CancellationReason, Order, OrderCommand, OrderLine, OrderPaymentStatus, OrderStatus,
-    ShippingAddress, StockStatus,
+    PostalAddress, StockStatus,
 };
 use commerce_domain::payment::{GatewayOutcome, Payment, PaymentCommand};
 use commerce_event_store::db::MIGRATOR;
@@ -160,13 +160,14 @@ impl Pipeline {
                     unit_price: unit,
                 })
                 .collect(),
-            shipping_address: ShippingAddress {
+            shipping_address: PostalAddress {
                 line1: "1 Main St".into(),
                 line2: None,
                 city: "Springfield".into(),
                 postal_code: "12345".into(),
                 country: "US".into(),
-            },
+            }
+            .into(),
             payment_method: "card".into(),
             at: Utc::now(),
         };

@@ -8,7 +8,7 @@ use commerce_commands::{DispatchError, Dispatcher};
 use commerce_domain::ids::user_id_for_email;
 use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
 use commerce_domain::money::{Currency, Money};
-use commerce_domain::order::{Order, OrderCommand, OrderLine, ShippingAddress};
+use commerce_domain::order::{Order, OrderCommand, OrderLine, PostalAddress};
 use commerce_domain::user::{User, UserCommand};
 use commerce_event_store::db::MIGRATOR;
 use commerce_event_store::{EventMetadata, EventStore, LogReader};
@@ -161,13 +161,14 @@ async fn two_racing_payments_for_one_order_capture_once(pool: PgPool) {
                     quantity: 1,
                     unit_price: price,
                 }],
-                shipping_address: ShippingAddress {
+                shipping_address: PostalAddress {
                     line1: "1 Main St".into(),
                     line2: None,
                     city: "Springfield".into(),
                     postal_code: "12345".into(),
                     country: "US".into(),
-                },
+                }
+                .into(),
                 payment_method: "card".into(),
                 at: Utc::now(),
             },

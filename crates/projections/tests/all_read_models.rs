@@ -12,7 +12,7 @@ use commerce_domain::category::{Category, CategoryCommand};
 use commerce_domain::ids::{review_id, user_id_for_email};
 use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
 use commerce_domain::money::{Currency, Money};
-use commerce_domain::order::{CancellationReason, Order, OrderCommand, OrderLine, ShippingAddress};
+use commerce_domain::order::{CancellationReason, Order, OrderCommand, OrderLine, PostalAddress};
 use commerce_domain::payment::{GatewayOutcome, Payment, PaymentCommand};
 use commerce_domain::payment_method::{PaymentMethod, PaymentMethodCommand};
 use commerce_domain::product::{Product, ProductCommand};
@@ -131,13 +131,14 @@ async fn workload(h: &Harness) -> Vec<Uuid> {
                     quantity: 1,
                     unit_price: price,
                 }],
-                shipping_address: ShippingAddress {
+                shipping_address: PostalAddress {
                     line1: "1 Main St".into(),
                     line2: None,
                     city: "Springfield".into(),
                     postal_code: "12345".into(),
                     country: "US".into(),
-                },
+                }
+                .into(),
                 payment_method: "card".into(),
                 at: Utc::now(),
             },

@@ -8,7 +8,9 @@ mod support;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use commerce_domain::category::CategoryEvent;
 use commerce_domain::inventory::InventoryEvent;
-use commerce_domain::order::{CancellationReason, OrderEvent, OrderLineItem, ShippingAddress};
+use commerce_domain::order::{
+    CancellationReason, OrderEvent, OrderLineItem, PostalAddress, ShippingAddress,
+};
 use commerce_domain::product::ProductEvent;
 use commerce_domain::review::ReviewEvent;
 use commerce_domain::{Currency, Money};
@@ -319,12 +321,18 @@ fn order_streams(rng: &mut Rng, orders: usize) -> Vec<Stream> {
                 user_id,
                 lines: lines.clone(),
                 total,
-                shipping_address: ShippingAddress {
-                    line1: format!("{o} Main St"),
-                    line2: rng.chance(30).then(|| "Flat 2".to_owned()),
-                    city: "Springfield".to_owned(),
-                    postal_code: "12345".to_owned(),
-                    country: "US".to_owned(),
+                // Both forms a client may send: one line of text, or by field.
+                shipping_address: if rng.chance(25) {
+                    ShippingAddress::OneLine(format!("{o} Main St, Springfield 12345, US"))
+                } else {
+                    PostalAddress {
+                        line1: format!("{o} Main St"),
+                        line2: rng.chance(30).then(|| "Flat 2".to_owned()),
+                        city: "Springfield".to_owned(),
+                        postal_code: "12345".to_owned(),
+                        country: "US".to_owned(),
+                    }
+                    .into()
                 },
                 payment_method: "card".to_owned(),
                 at: time(0),

@@ -5,7 +5,7 @@ mod support;
 
 use chrono::Utc;
 use commerce_domain::order::{
-    CancellationReason, Order, OrderCommand, OrderLine, OrderStatus, ShippingAddress,
+    CancellationReason, Order, OrderCommand, OrderLine, OrderStatus, PostalAddress, ShippingAddress,
 };
 use commerce_domain::{Currency, Money};
 use commerce_event_store::db::MIGRATOR;
@@ -21,13 +21,14 @@ fn usd(minor: i64) -> Money {
 }
 
 fn address() -> ShippingAddress {
-    ShippingAddress {
+    PostalAddress {
         line1: "1 Main St".into(),
         line2: None,
         city: "Springfield".into(),
         postal_code: "12345".into(),
         country: "US".into(),
     }
+    .into()
 }
 
 struct Products {

@@ -40,13 +40,17 @@ static DUMMY_HASH: OnceCell<String> = OnceCell::const_new();
 #[serde(deny_unknown_fields)]
 pub struct RegisterInput {
     /// The login; unique case-insensitively.
+    #[schema(format = Email, max_length = 254)]
     email: String,
     /// 8 to 128 characters with a letter and a digit.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
     /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// 1 to 32 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 32)]
     phone: Option<String>,
 }
 

@@ -51,6 +51,7 @@ impl From<CategoryView> for CategoryBody {
 #[serde(deny_unknown_fields)]
 pub struct CategoryInput {
     /// 1 to 100 characters, unique.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// URL slug; derived from the name when absent.
     #[serde(default)]

@@ -66,6 +66,7 @@ impl From<StockLevelView> for StockLevelBody {
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityInput {
     /// 1 to 100 items.
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<AvailabilityItem>,
 }
 
@@ -136,6 +137,7 @@ pub struct AdjustmentInput {
     operation: Option<Operation>,
     /// At most 500 characters, kept in the movement history.
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 

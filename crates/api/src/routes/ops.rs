@@ -48,11 +48,24 @@ impl std::fmt::Debug for OpsState {
     }
 }
 
-/// `/health`, `/ready` and `/metrics`.
+/// `/health`, `/ready` and `/metrics` (404 when `state.metrics` is `None`: no recorder, or
+/// metrics served on their own listener by [`metrics_router`]).
 pub fn router(state: OpsState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for a listener of its own (`METRICS_ADDR`), so the scrape endpoint need not
+/// face the internet with the API.
+pub fn metrics_router(handle: PrometheusHandle) -> Router {
+    let state = OpsState {
+        checks: Arc::new(Vec::new()),
+        metrics: Some(handle),
+    };
+    Router::new()
         .route("/metrics", get(metrics))
         .with_state(state)
 }

@@ -59,8 +59,10 @@ impl From<PaymentMethodView> for PaymentMethodBody {
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethodInput {
     /// Kind, 1 to 30 characters, e.g. `card`.
+    #[schema(min_length = 1, max_length = 30)]
     method_type: String,
     /// The gateway's token, 1 to 255 characters.
+    #[schema(min_length = 1, max_length = 255)]
     gateway_method_id: String,
     /// Make it the default (the first saved method always is).
     #[serde(default)]

@@ -68,6 +68,7 @@ pub struct ReviewInput {
     rating: u8,
     /// At most 2000 characters; empty when absent.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     comment: String,
 }
 

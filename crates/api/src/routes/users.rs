@@ -110,10 +110,12 @@ pub(crate) async fn current_view(state: &AppState, id: Uuid) -> ApiResult<UserBo
 pub struct ProfileInput {
     /// 1 to 100 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
     /// 1 to 32 characters; `null` or `""` removes it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 32)]
     phone: Option<Option<String>>,
 }
 
@@ -149,6 +151,7 @@ impl From<RoleName> for Role {
 #[serde(deny_unknown_fields)]
 pub struct RolesInput {
     /// At least one role.
+    #[schema(min_items = 1)]
     roles: Vec<RoleName>,
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use commerce_domain::inventory::InventoryEvent;
-use commerce_domain::order::{OrderEvent, OrderLineItem, ShippingAddress};
+use commerce_domain::order::{OrderEvent, OrderLineItem, PostalAddress};
 use commerce_domain::product::ProductEvent;
 use commerce_domain::{Currency, Money};
 use serde::Serialize;
@@ -106,13 +106,14 @@ fn templates() -> anyhow::Result<Vec<Template>> {
                 user_id: u,
                 lines: lines.clone(),
                 total,
-                shipping_address: ShippingAddress {
+                shipping_address: PostalAddress {
                     line1: format!("{NUMBER} Main Street"),
                     line2: None,
                     city: "Springfield".to_owned(),
                     postal_code: "12345".to_owned(),
                     country: "US".to_owned(),
-                },
+                }
+                .into(),
                 payment_method: "card".to_owned(),
                 at,
             },

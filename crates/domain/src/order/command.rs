@@ -21,10 +21,29 @@ pub struct OrderLine {
     pub unit_price: Money,
 }
 
-/// Where an order ships. Every field is trimmed; `line1`, `city`, `postal_code` and `country`
-/// are required.
+/// Where an order ships, kept in the form the customer gave it: one line of text (the previous
+/// platform's clients send `"123 Main Street, San Francisco, CA 94105"`) or a postal address by
+/// field. Serialised untagged, as a JSON string or an object, so events written before the
+/// one-line form (always objects) read as [`ShippingAddress::Postal`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShippingAddress {
+#[serde(untagged)]
+pub enum ShippingAddress {
+    /// One line, trimmed, 1..=500 characters.
+    OneLine(String),
+    /// By field.
+    Postal(PostalAddress),
+}
+
+impl From<PostalAddress> for ShippingAddress {
+    fn from(address: PostalAddress) -> Self {
+        Self::Postal(address)
+    }
+}
+
+/// A postal address by field. Every field is trimmed; `line1`, `city`, `postal_code` and
+/// `country` are required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostalAddress {
     /// Street and number, 1..=200 characters.
     pub line1: String,
     /// Optional second line, at most 200 characters (empty means none).
@@ -179,9 +198,28 @@ fn required(
     }
 }
 
+/// Most characters of a one-line address.
+pub const ONE_LINE_ADDRESS_MAX: usize = 500;
+
 impl ShippingAddress {
-    /// The trimmed address, or the first field breaking its length rule.
+    /// The trimmed address, or the first field breaking its length rule (`shipping_address`
+    /// for a one-line address).
     pub(super) fn validated(&self) -> Result<Self, OrderError> {
+        match self {
+            Self::OneLine(line) => Ok(Self::OneLine(required(
+                line,
+                "shipping_address",
+                1,
+                ONE_LINE_ADDRESS_MAX,
+            )?)),
+            Self::Postal(address) => address.validated().map(Self::Postal),
+        }
+    }
+}
+
+impl PostalAddress {
+    /// The trimmed address, or the first field breaking its length rule.
+    fn validated(&self) -> Result<Self, OrderError> {
         let line2 = match self.line2.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(line2) => Some(required(line2, "line2", 1, 200)?),

@@ -53,10 +53,11 @@ pub enum OrderError {
         /// The product.
         product_id: Uuid,
     },
-    /// Every address field is within its length (see `ShippingAddress`).
-    #[error("invalid shipping address field {field}")]
+    /// Every address field is within its length (see `PostalAddress`), and so is a one-line
+    /// address (see `ShippingAddress`).
+    #[error("invalid shipping address: {field} is blank or too long")]
     InvalidAddress {
-        /// The first offending field.
+        /// The first offending field (`shipping_address` for a one-line address).
         field: &'static str,
     },
     /// A payment method has 1..=50 characters.

@@ -22,7 +22,10 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use command::{CancellationReason, OrderCommand, OrderLine, ShippingAddress};
+pub use command::{
+    CancellationReason, OrderCommand, OrderLine, PostalAddress, ShippingAddress,
+    ONE_LINE_ADDRESS_MAX,
+};
 pub use error::OrderError;
 pub use event::{OrderEvent, OrderLineItem};
 pub use status::{OrderPaymentStatus, OrderStatus, StockStatus};

@@ -41,8 +41,8 @@ fn line(n: u128, quantity: u32, unit_price: Money) -> OrderLine {
     }
 }
 
-fn address() -> ShippingAddress {
-    ShippingAddress {
+fn postal() -> PostalAddress {
+    PostalAddress {
         line1: "1 Main St".into(),
         line2: None,
         city: "Springfield".into(),
@@ -51,12 +51,20 @@ fn address() -> ShippingAddress {
     }
 }
 
+fn address() -> ShippingAddress {
+    postal().into()
+}
+
 fn place(lines: Vec<OrderLine>) -> OrderCommand {
+    place_to(lines, address())
+}
+
+fn place_to(lines: Vec<OrderLine>, shipping_address: ShippingAddress) -> OrderCommand {
     OrderCommand::PlaceOrder {
         order_id: order_id(),
         user_id: user(),
         lines,
-        shipping_address: address(),
+        shipping_address,
         payment_method: "card".into(),
         at: at(),
     }
@@ -259,34 +267,67 @@ fn placing_an_order_whose_duplicate_lines_disagree_on_price_is_rejected() {
         });
 }
 
+/// A one-line order of product 1 shipping to `shipping_address`.
+fn place_shipping_to(shipping_address: ShippingAddress) -> OrderCommand {
+    place_to(vec![line(1, 1, usd(1))], shipping_address)
+}
+
 #[test]
 fn placing_an_order_with_a_blank_city_is_rejected() {
-    let OrderCommand::PlaceOrder {
-        order_id,
-        user_id,
-        lines,
-        payment_method,
-        at,
-        ..
-    } = place(vec![line(1, 1, usd(1))])
-    else {
-        unreachable!()
-    };
-    let shipping_address = ShippingAddress {
+    let blank_city = PostalAddress {
         city: "  ".into(),
-        ..address()
+        ..postal()
     };
     OrderTest::with(())
         .given_no_previous_events()
-        .when(OrderCommand::PlaceOrder {
-            order_id,
-            user_id,
-            lines,
-            shipping_address,
-            payment_method,
-            at,
-        })
+        .when(place_shipping_to(blank_city.into()))
         .then_expect_error(OrderError::InvalidAddress { field: "city" });
+}
+
+#[test]
+fn an_order_shipping_to_one_line_of_text_keeps_that_line_trimmed() {
+    let line = "123 Main Street, San Francisco, CA 94105";
+    let events = OrderTest::with(())
+        .given_no_previous_events()
+        .when(place_shipping_to(ShippingAddress::OneLine(format!(
+            "  {line} "
+        ))))
+        .inspect_result()
+        .expect("placed");
+    let [OrderEvent::OrderPlaced {
+        shipping_address, ..
+    }] = events.as_slice()
+    else {
+        panic!("expected OrderPlaced alone: {events:?}")
+    };
+    assert_eq!(*shipping_address, ShippingAddress::OneLine(line.to_owned()));
+}
+
+#[test]
+fn a_blank_or_overlong_one_line_address_is_rejected() {
+    for line in ["   ".to_owned(), "x".repeat(ONE_LINE_ADDRESS_MAX + 1)] {
+        OrderTest::with(())
+            .given_no_previous_events()
+            .when(place_shipping_to(ShippingAddress::OneLine(line)))
+            .then_expect_error(OrderError::InvalidAddress {
+                field: "shipping_address",
+            });
+    }
+}
+
+#[test]
+fn a_one_line_address_is_stored_as_a_string_and_a_postal_one_as_the_object_old_events_hold() {
+    let one_line = ShippingAddress::OneLine("1 Main St, Springfield".into());
+    assert_eq!(
+        serde_json::to_value(&one_line).unwrap(),
+        serde_json::json!("1 Main St, Springfield")
+    );
+    // An address as events written before the one-line form hold it.
+    let stored = serde_json::json!({"line1": "1 Main St", "line2": null, "city": "Springfield",
+        "postal_code": "12345", "country": "US"});
+    let read: ShippingAddress = serde_json::from_value(stored.clone()).unwrap();
+    assert_eq!(read, address());
+    assert_eq!(serde_json::to_value(&read).unwrap(), stored);
 }
 
 #[test]

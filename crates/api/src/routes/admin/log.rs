@@ -36,10 +36,13 @@ pub(crate) struct EventsQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Only this aggregate type, e.g. `Order`.
+    #[param(min_length = 1, max_length = 200)]
     aggregate_type: Option<String>,
     /// Only this event type, e.g. `OrderPlaced`.
+    #[param(min_length = 1, max_length = 200)]
     event_type: Option<String>,
     /// Only events caused by this request id.
+    #[param(min_length = 1, max_length = 200)]
     correlation_id: Option<String>,
     /// Only events recorded at or after this instant (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]

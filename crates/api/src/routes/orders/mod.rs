@@ -66,6 +66,7 @@ fn visible_to(caller: &Caller, owner: Uuid) -> bool {
 #[into_params(parameter_in = Query)]
 struct OrderQuery {
     /// An RFC 3339 instant: answer the order as it was then, computed from the log.
+    #[param(format = DateTime)]
     as_of: Option<String>,
 }
 
@@ -109,9 +110,14 @@ struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     page_size: Option<i64>,
     /// `PENDING`, `CONFIRMED`, `SHIPPED`, `DELIVERED` or `CANCELLED`.
+    #[param(schema_with = status_schema)]
     status: Option<String>,
     /// Only this customer's orders (admins and auditors; a customer sees only their own).
     user_id: Option<Uuid>,
+}
+
+fn status_schema() -> utoipa::openapi::schema::Object {
+    crate::openapi::string_enum(&["PENDING", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED"])
 }
 
 fn parse_status(text: &str) -> ApiResult<OrderStatus> {

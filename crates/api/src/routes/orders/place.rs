@@ -53,9 +53,11 @@ const KEYED_ORDER_NAMESPACE: Uuid = Uuid::from_u128(0x0d3c_9b6e_41f2_4a8b_b5e1_7
 pub struct PlaceOrderInput {
     shipping_address: Address,
     /// How the customer intends to pay, e.g. `card` (1 to 50 characters).
+    #[schema(min_length = 1, max_length = 50)]
     payment_method: String,
     /// What to order; without it, the cart is ordered (and then emptied).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     items: Option<Vec<OrderItemInput>>,
 }
 

@@ -44,10 +44,12 @@ pub(super) struct PaymentInput {
     #[serde(default)]
     currency: Option<String>,
     /// Method name or gateway token, 1 to 50 characters (e.g. `card`).
+    #[schema(min_length = 1, max_length = 50)]
     method: String,
     /// A saved payment method's id, or a gateway token (at most 255 characters).
     /// `pm_card_declined` is declined by the simulator.
     #[serde(default)]
+    #[schema(max_length = 255)]
     payment_method_id: Option<String>,
 }
 

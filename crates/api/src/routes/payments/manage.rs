@@ -30,6 +30,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfirmInput {
     /// The gateway's payment intent, 1 to 255 characters.
+    #[schema(min_length = 1, max_length = 255)]
     payment_intent_id: String,
 }
 
@@ -41,6 +42,7 @@ pub(super) struct RefundInput {
     amount: Amount,
     /// Why, at most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: String,
 }
 

@@ -144,15 +144,21 @@ pub struct ProductQuery {
     /// Only this category.
     category_id: Option<Uuid>,
     /// Full-text search over name and description (plain words match as prefixes).
+    #[param(max_length = 200)]
     search: Option<String>,
     /// Lowest price, inclusive (a decimal with at most 2 decimals).
-    #[param(value_type = Option<f64>, example = 10.00)]
+    #[param(value_type = Option<f64>, minimum = 0, example = 10.00)]
     min_price: Option<String>,
     /// Highest price, inclusive (a decimal with at most 2 decimals).
-    #[param(value_type = Option<f64>, example = 99.99)]
+    #[param(value_type = Option<f64>, minimum = 0, example = 99.99)]
     max_price: Option<String>,
     /// `newest` (default), `price_asc`, `price_desc` or `rating`.
+    #[param(schema_with = sort_schema)]
     sort: Option<String>,
+}
+
+fn sort_schema() -> utoipa::openapi::schema::Object {
+    crate::openapi::string_enum(&["newest", "price_asc", "price_desc", "rating"])
 }
 
 impl ProductQuery {

@@ -37,8 +37,10 @@ const WRITTEN_TO: &[&str] = &["catalog", "categories"];
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewProduct {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     /// At most 5000 characters; may be empty.
+    #[schema(max_length = 5000)]
     description: String,
     /// Unit price, at most 2 decimals.
     price: Amount,
@@ -52,6 +54,7 @@ pub(crate) struct NewProduct {
     slug: Option<String>,
     /// Image URL, 1 to 2048 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 2048)]
     image_url: Option<String>,
     /// Units in stock from the start.
     #[serde(default)]
@@ -63,11 +66,13 @@ pub(crate) struct NewProduct {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProductUpdate {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     /// New slug; a new name without one re-derives it.
     #[serde(default)]
     slug: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     description: Option<String>,
     #[serde(default)]
     price: Option<Amount>,
@@ -77,6 +82,7 @@ pub(crate) struct ProductUpdate {
     #[serde(default)]
     category_id: Option<Uuid>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 2048)]
     image_url: Option<String>,
 }
 
