@@ -2,15 +2,15 @@
 //! `X-Event-Position` reads its own writes at once, on any API instance. Two instances share the
 //! database: the test's `serve` and a separate `commerce api` process.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::{Session, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Session, TestApp};
 use tokio::process::{Child, Command};
 
 /// A second API instance: the real binary, `commerce api`, on the test's database and namespace.

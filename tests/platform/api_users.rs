@@ -1,12 +1,12 @@
 //! Profiles, deactivation and roles over HTTP: a profile is its owner's and the admins' (404 to
 //! anyone else), deactivation locks the account out at once, only admins change roles.
 
-mod support;
+use crate::support;
 
+use crate::support::{Session, TestApp, PASSWORD};
 use commerce_event_store::db::MIGRATOR;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Session, TestApp, PASSWORD};
 
 async fn login(app: &TestApp, session: &Session) -> support::Resp {
     app.post(

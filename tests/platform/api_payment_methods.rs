@@ -1,12 +1,10 @@
 //! Saved payment methods over HTTP: one default per user, removal by the owner only, invalid
 //! input refused before anything is written.
 
-mod support;
-
+use crate::support::{Resp, Session, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Resp, Session, TestApp};
 use uuid::Uuid;
 
 async fn add(app: &TestApp, who: &Session, gateway_id: &str, is_default: bool) -> Resp {

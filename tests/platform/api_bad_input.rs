@@ -1,12 +1,10 @@
 //! Bad input across the API gets the documented 4xx, never a 5xx, and appends no event.
 
-mod support;
-
+use crate::support::TestApp;
 use commerce_event_store::db::MIGRATOR;
 use reqwest::Method;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::TestApp;
 use uuid::Uuid;
 
 /// Who sends a case.

@@ -4,12 +4,9 @@
 //! the losers of those races must carry on, not crash. Ten rounds, each on a fresh database and
 //! broker virtual host.
 
-#[path = "chaos/cluster.rs"]
-mod cluster;
-
 use std::time::Duration;
 
-use cluster::{consumer_names, free_port, Cluster, Spec};
+use crate::cluster::{consumer_names, free_port, Cluster, Spec};
 
 const ROUNDS: usize = 10;
 const LIMIT: Duration = Duration::from_secs(60);

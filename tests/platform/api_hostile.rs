@@ -2,16 +2,14 @@
 //! HTTP (and can write nothing), and search or filter parameters carrying SQL are answered with a
 //! 2xx or a 4xx and leave the log and the read models exactly as they were.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Resp, Session, TestApp};
 use commerce_api::auth::token::TokenKeys;
 use commerce_domain::user::Role;
 use commerce_event_store::db::MIGRATOR;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Resp, Session, TestApp};
 use uuid::Uuid;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

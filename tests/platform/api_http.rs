@@ -1,13 +1,11 @@
 //! HTTP hygiene of the whole application: the OpenAPI document and docs, request ids, security
 //! headers, rate limits and proxies, body limits, content types, timeouts, CORS, unknown routes.
 
-mod support;
-
+use crate::support::{Options, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Options, TestApp};
 
 fn options(args: &[(&str, &str)]) -> Options {
     Options {

@@ -1,8 +1,7 @@
 //! The cart over HTTP: only active catalog products at their current price, whole quantities
 //! from 1 to 1000, lines merged, and every write visible to the next read that sends its position.
 
-mod support;
-
+use crate::support::TestApp;
 use chrono::Utc;
 use commerce_commands::Dispatcher;
 use commerce_domain::money::{Currency, Money};
@@ -11,7 +10,6 @@ use commerce_event_store::db::MIGRATOR;
 use commerce_event_store::{EventMetadata, EventStore};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::TestApp;
 use uuid::Uuid;
 
 /// A product in the catalog at `price_minor` cents, created through the command side as

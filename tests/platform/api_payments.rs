@@ -5,10 +5,9 @@
 //! Orders are placed through the command side (products and stock too), so these tests depend
 //! only on the payment routes; the real saga then reserves stock and confirms paid orders.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Resp, Session, TestApp};
 use chrono::Utc;
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
 use commerce_commands::Dispatcher;
@@ -22,7 +21,6 @@ use commerce_notifications::NotificationsProcess;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Resp, Session, TestApp};
 use uuid::Uuid;
 
 /// A product at `price_minor` cents with enough stock, and a pending order of `quantity` of it by

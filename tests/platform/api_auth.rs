@@ -2,12 +2,10 @@
 //! bad input refused before anything is written, indistinguishable credential failures, rotating
 //! refresh tokens whose reuse revokes the login.
 
-mod support;
-
+use crate::support::{Options, Resp, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Options, Resp, TestApp};
 
 const PASSWORD: &str = "correct-horse-7";
 

@@ -1,12 +1,10 @@
 //! Inventory over HTTP: stock levels, admin adjustments, availability checks and the movement
 //! history.
 
-mod support;
-
+use crate::support::TestApp;
 use commerce_event_store::db::MIGRATOR;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::TestApp;
 use uuid::Uuid;
 
 async fn levels_rows(app: &TestApp) -> i64 {

@@ -1,12 +1,10 @@
 //! The catalog over HTTP: products (public reads, admin writes, filters, sorting, soft delete)
 //! and reviews (one per customer and product).
 
-mod support;
-
+use crate::support::{Resp, Session, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Resp, Session, TestApp};
 use uuid::Uuid;
 
 /// A new category's id.

@@ -3,13 +3,11 @@
 //! (the claim is left unfinished, and taken over once stale), or the run failed after the append
 //! (a 5xx drops the claim). The retry answers the order the first run placed (issue 7).
 
-mod support;
-
+use crate::support::{Resp, Session, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Resp, Session, TestApp};
 use uuid::Uuid;
 
 fn order_body(items: Option<&[(Uuid, u32)]>) -> Value {

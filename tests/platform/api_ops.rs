@@ -2,14 +2,12 @@
 //! Prometheus text format; `/ready` probes every dependency on each call; neither is part of the
 //! `/api/v1` contract.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{Options, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Options, TestApp};
 use uuid::Uuid;
 
 /// The `/metrics` text once `ready` holds for it. The lag gauges are refreshed every few seconds

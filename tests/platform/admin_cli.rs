@@ -1,14 +1,12 @@
 //! Bootstrapping an operator account with `commerce admin create-user`, and the API's refusal to
 //! start in `prod` without a strong token signing key.
 
-mod support;
-
 use std::process::Output;
 
+use crate::support::TestApp;
 use commerce_event_store::db::MIGRATOR;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::TestApp;
 use tokio::process::Command;
 
 const ADMIN_PASSWORD: &str = "bootstrap-admin-42";

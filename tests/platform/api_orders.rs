@@ -1,10 +1,9 @@
 //! Orders over HTTP: placing from the cart or from items at catalog prices, idempotent retries,
 //! owner-only reads, cancelling, shipping, the order as it was at an instant, and its history.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Resp, Session, TestApp};
 use chrono::{DateTime, Utc};
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
 use commerce_commands::Dispatcher;
@@ -18,7 +17,6 @@ use commerce_event_store::{EventMetadata, EventStore, LogReader};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Resp, Session, TestApp};
 use uuid::Uuid;
 
 fn dispatcher(app: &TestApp) -> Dispatcher {

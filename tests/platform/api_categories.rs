@@ -1,11 +1,9 @@
 //! Categories over HTTP: public reads, admin writes, unique names, in-use deletion refused.
 
-mod support;
-
+use crate::support::TestApp;
 use commerce_event_store::db::MIGRATOR;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::TestApp;
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_admin_creates_renames_and_deletes_a_category(_o: PgPoolOptions, c: PgConnectOptions) {

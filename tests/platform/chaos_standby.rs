@@ -7,12 +7,9 @@
 //! checkpoint) is measured. Each handover must take under 10 s; the figures are printed.
 #![allow(clippy::print_stdout)] // tests print the figures they measure
 
-#[path = "chaos/cluster.rs"]
-mod cluster;
-
 use std::time::{Duration, Instant};
 
-use cluster::{Cluster, Spec};
+use crate::cluster::{Cluster, Spec};
 use commerce_commands::Dispatcher;
 use commerce_domain::ids::user_id_for_email;
 use commerce_domain::user::{Role, User, UserCommand};

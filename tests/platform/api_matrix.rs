@@ -5,15 +5,13 @@
 //! The table checks authorization only: `Ok` means the request got past it (any answer but 401,
 //! 403 or a 5xx); the exact success statuses are checked by each resource's own tests.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::{Session, TestApp, PASSWORD};
 use commerce_event_store::db::MIGRATOR;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Session, TestApp, PASSWORD};
 use uuid::Uuid;
 
 /// What a caller must get.

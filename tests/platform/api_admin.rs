@@ -1,16 +1,14 @@
 //! `/admin` over HTTP: consumer health, rebuild, retry and skip; the audit views of the log with
 //! their filters, paging and redaction; who may use which.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::support::{Resp, Session, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Resp, Session, TestApp};
 use uuid::Uuid;
 
 /// Polls `GET /admin/projections` until `done` holds for the list (bounded), and returns it.

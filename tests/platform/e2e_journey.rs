@@ -3,15 +3,15 @@
 //! waited for through the product (position tokens, or polling a read until it changes within a
 //! deadline), never with fixed sleeps.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use crate::support::{Session, TestApp, PASSWORD};
 use commerce_event_store::db::MIGRATOR;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use support::{Session, TestApp, PASSWORD};
 use uuid::Uuid;
 
 fn address() -> Value {
