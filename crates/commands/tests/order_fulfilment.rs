@@ -17,10 +17,8 @@ use commerce_domain::payment::{GatewayOutcome, Payment, PaymentCommand};
 use commerce_event_store::db::MIGRATOR;
 use commerce_event_store::{
     BrokerConfig, ConsumerConfig, DurableConsumer, EventMetadata, EventStore, LogReader, Position,
-    QueueType, Relay, RelayConfig,
+    Relay, RelayConfig,
 };
-use lapin::options::BasicPublishOptions;
-use lapin::BasicProperties;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,12 +37,7 @@ struct Pipeline {
 
 impl Pipeline {
     async fn start(pool: PgPool, payment_timeout: Duration) -> Self {
-        let mut broker = BrokerConfig::new(
-            std::env::var("AMQP_URL")
-                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-            format!("test-{}", Uuid::new_v4().simple()),
-        );
-        broker.queue_type = QueueType::Classic;
+        let broker = commerce_testkit::broker();
         let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
         let stop = CancellationToken::new();
         let relay = Relay::new(pool.clone(), broker.clone(), RelayConfig::default());
@@ -552,20 +545,8 @@ async fn every_saga_event_delivered_twice_gives_the_same_outcome(pool: PgPool) {
     // it also re-reads the whole log.
     let log = LogReader::new(pool.clone());
     let events = log.read_after(Position::START, 10_000).await.unwrap();
-    let conn = p.broker.connect("test-republish").await.unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    for e in &events {
-        channel
-            .basic_publish(
-                p.broker.exchange().into(),
-                e.routing_key().into(),
-                BasicPublishOptions::default(),
-                &serde_json::to_vec(e).unwrap(),
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap();
-    }
+    // With publisher confirms: every duplicate surely reached the broker.
+    commerce_testkit::republish(&p.broker, &events).await;
     p.stop_saga().await;
     sqlx::query(
         "UPDATE consumer_checkpoints SET transaction_id = 0, global_position = 0 WHERE name = $1",

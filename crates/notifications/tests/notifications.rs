@@ -4,8 +4,7 @@
 //! Events reach the process the real way: appended to the store, published by a running `Relay`,
 //! routed to the `notifications` consumer's queue. Email goes to an in-test SMTP sink.
 
-#[path = "../../commands/tests/support/mod.rs"]
-mod support;
+use commerce_testkit as support;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -5,13 +5,10 @@ use std::time::{Duration, Instant};
 
 use commerce_commands::Dispatcher;
 use commerce_event_store::{
-    checkpoint, BrokerConfig, EventMetadata, EventStore, LogReader, Position, QueueType, Relay,
-    RelayConfig,
+    checkpoint, BrokerConfig, EventMetadata, EventStore, LogReader, Position, Relay, RelayConfig,
 };
 use commerce_projections::rebuild::{self, Finish};
 use commerce_projections::{projection, Projection};
-use lapin::options::BasicPublishOptions;
-use lapin::BasicProperties;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,12 +25,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(pool: PgPool) -> Self {
-        let mut broker = BrokerConfig::new(
-            std::env::var("AMQP_URL")
-                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-            format!("test-{}", Uuid::new_v4().simple()),
-        );
-        broker.queue_type = QueueType::Classic;
+        let broker = commerce_testkit::broker();
         let stop = CancellationToken::new();
         let relay = tokio::spawn(
             Relay::new(pool.clone(), broker.clone(), RelayConfig::default()).run(stop.clone()),
@@ -138,21 +130,8 @@ impl Harness {
             .read_after(Position::START, 100_000)
             .await
             .unwrap();
-        let conn = self.broker.connect("test-republish").await.unwrap();
-        let channel = conn.create_channel().await.unwrap();
-        for e in &events {
-            channel
-                .basic_publish(
-                    self.broker.exchange().into(),
-                    e.routing_key().into(),
-                    BasicPublishOptions::default(),
-                    &serde_json::to_vec(e).unwrap(),
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap();
-        }
-        let _ = conn.close(200, "done".into()).await;
+        // With publisher confirms: every duplicate surely reached the broker.
+        commerce_testkit::republish(&self.broker, &events).await;
     }
 
     /// Every row of every table of schema `name`, as JSON text, sorted: a comparable dump.

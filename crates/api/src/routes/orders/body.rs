@@ -63,7 +63,7 @@ impl<'de> Deserialize<'de> for Address {
     }
 }
 
-/// `oneOf` a string with its length limits and a [`PostalAddress`] (written by hand: utoipa's
+/// `oneOf` a string with its length limits and a `PostalAddress` (written by hand: utoipa's
 /// derive has no length limits on a variant's string).
 impl utoipa::PartialSchema for Address {
     fn schema() -> RefOr<Schema> {

@@ -1,91 +1,11 @@
-//! Shared helpers of the commands tests: a private broker namespace, republishing, waiting, and an
-//! SMTP sink that records what it is sent.
-#![allow(dead_code, unreachable_pub)]
+//! A tiny SMTP server that records what it is sent (or refuses it), for the notification tests.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use commerce_event_store::{BrokerConfig, QueueType, StoredEvent};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::BasicProperties;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-/// A broker config with a namespace no other test uses.
-pub fn broker() -> BrokerConfig {
-    let mut config = BrokerConfig::new(
-        std::env::var("AMQP_URL").unwrap_or_else(|_| AMQP_URL.to_owned()),
-        format!("test-{}", uuid::Uuid::new_v4().simple()),
-    );
-    config.queue_type = QueueType::Classic;
-    config
-}
-
-/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Publishes `events` to `<ns>.events` a second time, exactly as the relay does, with confirms.
-pub async fn republish(broker: &BrokerConfig, events: &[StoredEvent]) {
-    let conn = broker.connect("test-republish").await.expect("connect");
-    let channel = conn.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    for event in events {
-        let body = serde_json::to_vec(event).expect("serialise");
-        let confirm = channel
-            .basic_publish(
-                broker.exchange().into(),
-                event.routing_key().into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_message_id(event.event_id.to_string().into())
-                    .with_content_type("application/json".into()),
-            )
-            .await
-            .expect("publish");
-        assert!(confirm.await.expect("confirm").is_ack(), "broker nacked");
-    }
-    let _ = conn.close(200, "republished".into()).await;
-}
-
-/// Deletes the namespace's queues and exchange.
-pub async fn cleanup(broker: &BrokerConfig, queues: &[&str]) {
-    if let Ok(conn) = broker.connect("test-cleanup").await {
-        if let Ok(ch) = conn.create_channel().await {
-            for q in queues {
-                let _ = ch
-                    .queue_delete(broker.queue(q).into(), Default::default())
-                    .await;
-            }
-            let _ = ch
-                .exchange_delete(broker.exchange().into(), Default::default())
-                .await;
-        }
-        let _ = conn.close(200, "bye".into()).await;
-    }
-}
 
 /// One email as the sink received it.
 #[derive(Debug, Clone)]
