@@ -387,3 +387,46 @@ async fn a_command_answers_with_the_aggregate_and_the_position_it_wrote(pool: Pg
         .unwrap();
     assert_eq!(Some(executed.position), last);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_command_that_keeps_losing_the_race_gives_up_at_its_bound_with_a_contention_error(
+    pool: PgPool,
+) {
+    let dispatcher = Dispatcher::new(EventStore::new(pool.clone())).with_max_attempts(3);
+    let (product, id) = stocked(&dispatcher, 10).await;
+    // Every append to this inventory collides as if another writer had just taken the version;
+    // the trigger counts the attempts in a sequence (which a failed statement does not undo).
+    sqlx::raw_sql(&format!(
+        "CREATE SEQUENCE append_attempts; \
+         CREATE FUNCTION always_taken() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+             PERFORM nextval('append_attempts'); \
+             RAISE unique_violation USING CONSTRAINT = 'events_pkey', MESSAGE = 'taken'; \
+         END $$; \
+         CREATE TRIGGER always_taken BEFORE INSERT ON events FOR EACH ROW \
+             WHEN (NEW.aggregate_id = '{id}') EXECUTE FUNCTION always_taken();"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let result = dispatcher
+        .execute::<Inventory>(&id, reserve(product, 1), &meta())
+        .await;
+    assert!(
+        matches!(result, Err(DispatchError::Contention { attempts: 3 })),
+        "{result:?}"
+    );
+    let attempts: i64 = sqlx::query_scalar("SELECT last_value FROM append_attempts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 3, "exactly the bound of appends was tried");
+    let versions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Inventory' AND aggregate_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(versions, 1, "nothing but the stock adjustment was written");
+}

@@ -437,6 +437,54 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Against a ledger the test keeps from the commands' outcomes alone (never from `apply`):
+    /// units are conserved (only adjustments and commits change the stock on hand), a reservation
+    /// takes no more than was available and a rejection only happens when too little was, each
+    /// order holds at most one reservation at a time, and a release or commit gives back exactly
+    /// what that order held.
+    #[test]
+    fn stock_is_conserved_and_reservations_are_all_or_nothing_against_an_independent_ledger(
+        commands in proptest::collection::vec(any_command(), 1..80)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut inventory = Inventory::default();
+        let mut on_hand: i64 = 0;
+        let mut held: std::collections::HashMap<Uuid, u32> = std::collections::HashMap::new();
+        for command in commands {
+            let available_before = inventory.available();
+            let sink = EventSink::default();
+            let _ = runtime.block_on(inventory.handle(command, &(), &sink));
+            for event in runtime.block_on(sink.collect()) {
+                match event {
+                    InventoryEvent::StockAdjusted { delta, .. } => on_hand += delta,
+                    InventoryEvent::StockReserved { order_id, quantity, .. } => {
+                        prop_assert!(i64::from(quantity) <= available_before);
+                        prop_assert!(held.insert(order_id, quantity).is_none(), "reserved twice");
+                    }
+                    InventoryEvent::StockReservationRejected { requested, .. } => {
+                        prop_assert!(i64::from(requested) > available_before);
+                    }
+                    InventoryEvent::StockReleased { order_id, quantity, .. } => {
+                        prop_assert_eq!(held.remove(&order_id), Some(quantity));
+                    }
+                    InventoryEvent::StockCommitted { order_id, quantity, .. } => {
+                        prop_assert_eq!(held.remove(&order_id), Some(quantity));
+                        on_hand -= i64::from(quantity);
+                    }
+                    InventoryEvent::StockReturned { quantity, .. } => {
+                        on_hand += i64::from(quantity);
+                    }
+                }
+            }
+            let reserved: i64 = held.values().map(|&q| i64::from(q)).sum();
+            prop_assert_eq!(inventory.reserved(), reserved);
+            prop_assert_eq!(inventory.available() + inventory.reserved(), on_hand);
+            prop_assert!(inventory.available() >= 0);
+        }
+    }
+}
+
 fn settled_every_way() -> Vec<InventoryEvent> {
     let mut events = vec![
         adjusted(10),
