@@ -117,18 +117,38 @@ async fn a_standby_relay_takes_over_when_the_active_one_dies(pool: PgPool) {
 
     let first = tokio::spawn(Relay::new(pool.clone(), broker.clone(), config()).run(stop.clone()));
     support::collect_events(&mut rx, 20, Duration::from_secs(30)).await;
+    let active = lock_holders(&pool, &broker.namespace).await;
+    assert_eq!(active.len(), 1, "one session holds the relay lock");
     let standby =
         tokio::spawn(Relay::new(pool.clone(), broker.clone(), config()).run(stop.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The relay about to be killed is verified to be the active one: the lock has not moved.
+    assert_eq!(lock_holders(&pool, &broker.namespace).await, active);
 
     // Kill the active relay mid-stream: its task and connections vanish without any cleanup.
     first.abort();
     let killed_at = Instant::now();
     let _ = first.await;
-    while rx.try_recv().is_ok() {}
-    // Whatever the first relay had not confirmed is published again by the standby.
-    let next = tokio::time::timeout(Duration::from_secs(15), rx.recv()).await;
-    assert!(matches!(next, Ok(Some(_))), "the standby never published");
+    let cursor_at_kill = relay::relay_cursor(&pool, &broker.namespace)
+        .await
+        .unwrap()
+        .map(|(p, _)| p)
+        .unwrap_or(Position::START);
+    // Taken over when another session holds the lock and the cursor it stores has moved past
+    // where the killed relay left it: the standby resumed from that cursor.
+    support::eventually(
+        Duration::from_secs(15),
+        "the standby to take over",
+        || async {
+            let holders = lock_holders(&pool, &broker.namespace).await;
+            let cursor = relay::relay_cursor(&pool, &broker.namespace)
+                .await
+                .unwrap()
+                .map(|(p, _)| p);
+            (holders.len() == 1 && holders != active && cursor > Some(cursor_at_kill)).then_some(())
+        },
+    )
+    .await;
     let takeover = killed_at.elapsed();
 
     writer.await.unwrap();
@@ -261,4 +281,22 @@ async fn the_relay_reconnects_when_postgres_drops_its_connections(pool: PgPool) 
     stop.cancel();
     relay.await.unwrap();
     support::cleanup(&broker, &[]).await;
+}
+
+/// The backends holding the relay's advisory lock for `namespace` (the relay takes
+/// `pg_try_advisory_lock(hashtext('commerce-relay:<namespace>'))`; `pg_locks` shows a one-key
+/// lock's low 32 bits as `objid`).
+async fn lock_holders(pool: &PgPool, namespace: &str) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT l.pid FROM pg_locks l \
+         WHERE l.locktype = 'advisory' AND l.granted \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.objsubid = 1 \
+           AND l.objid::bigint = (hashtext('commerce-relay:' || $1)::bigint & 4294967295) \
+         ORDER BY l.pid",
+    )
+    .bind(namespace)
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
