@@ -84,6 +84,7 @@ pub struct EventStore {
     aggregates: Arc<AggregateCache>,
     /// Events folded by loads, shared by clones.
     folded: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -106,6 +107,7 @@ impl EventStore {
             snapshot_cache: Arc::default(),
             aggregates: Arc::default(),
             folded: Arc::default(),
+            reads: Arc::default(),
         }
     }
 
@@ -212,6 +214,7 @@ impl EventStore {
         {
             return Ok(position);
         }
+        self.count_read();
         let (tx, pos): (i64, i64) = sqlx::query_as(
             "SELECT transaction_id::text::bigint, global_position FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
@@ -229,6 +232,16 @@ impl EventStore {
         self.folded.load(Ordering::Relaxed)
     }
 
+    /// How many statements loads and position lookups through this store (and its clones) have
+    /// sent so far: the read round trips of the command path (appends are one each).
+    pub fn read_statements(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn count_read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// `aggregate` (cached at `version`) brought up to date with the log in one statement, or
     /// `None` when the log does not hold that version (the cache is ahead of it: forgotten).
     async fn catch_up<A: Aggregate + Clone + 'static>(
@@ -239,6 +252,7 @@ impl EventStore {
     ) -> Result<Option<(A, i64)>, StoreError> {
         // From the cached version's own event on, so its presence proves the cache is not ahead
         // of the log; only later events' payloads cross the wire.
+        self.count_read();
         let rows = sqlx::query_as::<_, (i64, Option<serde_json::Value>)>(
             "SELECT sequence, CASE WHEN sequence > $3 THEN payload END FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3 ORDER BY sequence",
@@ -265,13 +279,16 @@ impl EventStore {
         Ok(Some((aggregate, version)))
     }
 
-    /// Loads without the cache: snapshot plus later events, else the whole stream.
+    /// Loads without the cache: snapshot plus later events, else the whole stream. The snapshot
+    /// lookup also reads where the stream ends, so a stream that is empty (an aggregate about to
+    /// be created) or has nothing after its snapshot costs that one statement alone.
     async fn load_cold<A: Aggregate>(&self, aggregate_id: &str) -> Result<(A, i64), StoreError> {
         if self.snapshot_every > 0 {
             if let Some(loaded) = self.load_from_snapshot::<A>(aggregate_id).await? {
                 return Ok(loaded);
             }
         }
+        self.count_read();
         let events = self
             .repo
             .get_events::<A>(aggregate_id)
@@ -304,30 +321,46 @@ impl EventStore {
         Ok((aggregate, version))
     }
 
-    /// The snapshot plus the events after it, or `None` when there is no usable snapshot.
+    /// The snapshot plus the events after it; the empty aggregate when the stream has no event;
+    /// `None` when there are events but no usable snapshot (the whole stream is to be folded).
     async fn load_from_snapshot<A: Aggregate>(
         &self,
         aggregate_id: &str,
     ) -> Result<Option<(A, i64)>, StoreError> {
-        // The state only when this process has not read that very row yet (any write changes
-        // `xmin`); as jsonb in binary, cheaper for Postgres than `state::text`.
+        // One row always: the stream's last sequence (a backward step on the primary key), and
+        // the snapshot's state only when this process has not read that very row yet (any write
+        // changes `xmin`); as jsonb in binary, cheaper for Postgres than `state::text`.
         let cached = self.snapshot_cache.get(A::TYPE, aggregate_id);
+        self.count_read();
         let row = sqlx::query(
-            "SELECT version, xmin::text AS row_version, \
-             CASE WHEN version = $3 AND xmin::text = $4 THEN NULL ELSE state END AS state \
-             FROM aggregate_snapshots WHERE aggregate_type = $1 AND aggregate_id = $2",
+            "SELECT (SELECT max(sequence) FROM events \
+                     WHERE aggregate_type = $1 AND aggregate_id = $2) AS last, \
+             s.version, s.xmin::text AS row_version, \
+             CASE WHEN s.version = $3 AND s.xmin::text = $4 THEN NULL ELSE s.state END AS state \
+             FROM (SELECT) AS one LEFT JOIN aggregate_snapshots s \
+             ON s.aggregate_type = $1 AND s.aggregate_id = $2",
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
         .bind(cached.as_ref().map_or(0, |c| c.version))
         .bind(cached.as_ref().map(|c| c.row_version.as_str()))
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let Some(row) = row else {
+        let last: Option<i64> = row.try_get("last")?;
+        let Some(version) = row.try_get::<Option<i64>, _>("version")? else {
             self.snapshot_cache.remove(A::TYPE, aggregate_id);
-            return Ok(None);
+            // No event at all: nothing for postgres-es to fetch.
+            return Ok(last.is_none().then(|| (A::default(), 0)));
         };
-        let version: i64 = row.try_get("version")?;
+        if last.is_none_or(|last| last < version) {
+            tracing::warn!(
+                aggregate = A::TYPE,
+                aggregate_id,
+                version,
+                "snapshot is ahead of the event log; ignoring it and replaying the whole stream"
+            );
+            return Ok(last.is_none().then(|| (A::default(), 0)));
+        }
         let row_version: String = row.try_get("row_version")?;
         let state = match (row.try_get::<Option<&JsonRawValue>, _>("state")?, cached) {
             (Some(fresh), _) => Arc::<str>::from(fresh.get()),
@@ -350,10 +383,24 @@ impl EventStore {
                 return Ok(None);
             }
         };
+        self.snapshot_cache.put(
+            A::TYPE,
+            aggregate_id,
+            Cached {
+                version,
+                row_version: row_version.clone(),
+                state: Arc::clone(&state),
+            },
+        );
+        if last == Some(version) {
+            // Nothing after the snapshot.
+            return Ok(Some((aggregate, version)));
+        }
         // Read from the snapshot's own event on: its presence proves the snapshot is not ahead of
         // the log (events are the truth). Our own query rather than postgres-es's
         // `get_last_events`, which writes the version into the SQL text: every load would prepare
         // a statement of its own and churn sqlx's per-connection statement cache.
+        self.count_read();
         let mut events = sqlx::query_as::<_, (i64, serde_json::Value)>(
             "SELECT sequence, payload FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3 ORDER BY sequence",
@@ -371,17 +418,9 @@ impl EventStore {
                 version,
                 "snapshot is ahead of the event log; ignoring it and replaying the whole stream"
             );
+            self.snapshot_cache.remove(A::TYPE, aggregate_id);
             return Ok(None);
         }
-        self.snapshot_cache.put(
-            A::TYPE,
-            aggregate_id,
-            Cached {
-                version,
-                row_version,
-                state,
-            },
-        );
         self.fold(aggregate, version, events).map(Some)
     }
 
@@ -482,23 +521,43 @@ async fn append_with<'c, A: Aggregate, E: PgExecutor<'c>>(
         versions.push(event.event_version());
         payloads.push(serde_json::to_string(event)?);
     }
-    let written: Result<Vec<(i64, i64)>, sqlx::Error> = sqlx::query_as(
-        "INSERT INTO events \
-         (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         SELECT $1, $2, $3 + e.n, e.event_type, e.event_version, e.payload::jsonb, $7::jsonb \
-         FROM unnest($4::text[], $5::text[], $6::text[]) \
-         WITH ORDINALITY AS e(event_type, event_version, payload, n) \
-         RETURNING transaction_id::text::bigint, global_position",
-    )
-    .bind(A::TYPE)
-    .bind(aggregate_id)
-    .bind(expected_version)
-    .bind(&types)
-    .bind(&versions)
-    .bind(&payloads)
-    .bind(&metadata)
-    .fetch_all(executor)
-    .await;
+    // Most commands write one event: a plain single-row INSERT costs Postgres less than
+    // unpacking arrays, and writes the very same row.
+    let written: Result<Vec<(i64, i64)>, sqlx::Error> = if let [event_type] = types.as_slice() {
+        sqlx::query_as(
+            "INSERT INTO events \
+             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             VALUES ($1, $2, $3 + 1, $4, $5, $6::jsonb, $7::jsonb) \
+             RETURNING transaction_id::text::bigint, global_position",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(expected_version)
+        .bind(event_type)
+        .bind(&versions[0])
+        .bind(&payloads[0])
+        .bind(&metadata)
+        .fetch_all(executor)
+        .await
+    } else {
+        sqlx::query_as(
+            "INSERT INTO events \
+             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+             SELECT $1, $2, $3 + e.n, e.event_type, e.event_version, e.payload::jsonb, $7::jsonb \
+             FROM unnest($4::text[], $5::text[], $6::text[]) \
+             WITH ORDINALITY AS e(event_type, event_version, payload, n) \
+             RETURNING transaction_id::text::bigint, global_position",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(expected_version)
+        .bind(&types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .fetch_all(executor)
+        .await
+    };
     let written = match written {
         Ok(rows) => rows,
         Err(sqlx::Error::Database(e)) if e.constraint() == Some(EVENTS_PRIMARY_KEY) => {

@@ -248,3 +248,68 @@ async fn a_load_sees_a_snapshot_row_rewritten_since_this_process_read_it(pool: P
         .unwrap();
     assert_eq!(store.load::<Tally>(ID).await.unwrap(), (tracked, 10));
 }
+
+/// Round trips of a load without the cache (what a command on an aggregate this process has not
+/// held pays before deciding): one statement when there is nothing to fold after the snapshot
+/// lookup (a stream not created yet, or one whose snapshot is at its head), two otherwise.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_cold_load_with_nothing_to_fold_after_its_snapshot_lookup_is_one_statement(pool: PgPool) {
+    let reads_of = |store: &EventStore, id: &'static str| {
+        let store = store.clone();
+        async move {
+            let before = store.read_statements();
+            let loaded = store.load::<Tally>(id).await.unwrap();
+            (store.read_statements() - before, loaded)
+        }
+    };
+    let store = EventStore::new(pool.clone()).with_snapshot_every(3);
+    assert_eq!(
+        reads_of(&store, ID).await,
+        (1, (Tally::default(), 0)),
+        "a stream with no event yet"
+    );
+
+    let tracked = append_with_snapshots(&store, 9).await;
+    assert_eq!(snapshot_version(&pool).await, Some(9));
+    // A store that has read no snapshot text yet, as after a restart.
+    let cold = EventStore::new(pool.clone()).with_snapshot_every(3);
+    assert_eq!(
+        reads_of(&cold, ID).await,
+        (1, (tracked.clone(), 9)),
+        "a snapshot at the head of its stream"
+    );
+
+    store
+        .append::<Tally>(ID, 9, &[TallyEvent::Added { amount: 100 }], &meta())
+        .await
+        .unwrap()
+        .unwrap();
+    let (reads, (tally, version)) = reads_of(&cold, ID).await;
+    assert_eq!((reads, tally.sum, version), (2, tracked.sum + 100, 10));
+
+    // A snapshot planted ahead of a stream that has no event is ignored without a second read.
+    sqlx::query("DELETE FROM aggregate_snapshots")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let ahead = Tally {
+        sum: 7,
+        applied: vec![7],
+    };
+    sqlx::query(
+        "INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, version, state) \
+         VALUES ('Tally', 'never-written', 4, $1)",
+    )
+    .bind(serde_json::to_value(&ahead).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        reads_of(&cold, "never-written").await,
+        (1, (Tally::default(), 0))
+    );
+    // With snapshots off, postgres-es loads the stream: one statement.
+    let off = full_replay(&pool);
+    let (reads, (tally, version)) = reads_of(&off, ID).await;
+    assert_eq!((reads, tally.sum, version), (1, tracked.sum + 100, 10));
+}

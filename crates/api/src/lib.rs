@@ -32,4 +32,4 @@ pub mod state;
 
 pub use routes::ops::{HealthCheck, OpsState};
 pub use server::serve;
-pub use state::{ApiConfig, AppState};
+pub use state::{ApiConfig, AppState, Shared};

@@ -52,9 +52,13 @@ impl Default for ApiConfig {
     }
 }
 
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
+/// Shared by every handler; cloning it is one reference count (every request clones it a few
+/// times: per layer that takes it, per extractor), whatever it holds.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// Event store and read models.
     pub pool: PgPool,
     /// Runs commands.
@@ -74,7 +78,15 @@ pub struct AppState {
     pub ops: OpsState,
 }
 
-impl std::fmt::Debug for AppState {
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("config", &self.config)
@@ -98,7 +110,7 @@ impl AppState {
         ops: OpsState,
     ) -> Self {
         let limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
-        Self {
+        Self(Arc::new(Shared {
             log: LogReader::new(pool.clone()),
             aggregates: dispatcher.reader(),
             pool,
@@ -107,6 +119,6 @@ impl AppState {
             limiter: Arc::new(limiter),
             config: Arc::new(config),
             ops,
-        }
+        }))
     }
 }

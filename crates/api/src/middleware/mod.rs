@@ -1,5 +1,7 @@
 //! Everything every request passes through, outermost first: request id, metrics, security
-//! headers, CORS, rate limit, timeout, body limit.
+//! headers ([`edge`]); CORS; rate limit and timeout ([`guard`]); body limit. Two layers of our
+//! own rather than one per concern: each layer costs every request a boxed future and a clone
+//! of the service stack.
 //!
 //! - [`request_id`]: `X-Request-Id` echoed or created, and a tracing span carrying it.
 //! - [`metrics`]: request count, errors and latency per route.
@@ -13,36 +15,74 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod security;
 
-use axum::extract::DefaultBodyLimit;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tracing::Instrument;
 
+use crate::context::RequestId;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::state::AppState;
+use client_ip::ClientIp;
 
 /// Wraps `router` in every layer.
 pub fn apply(router: Router, state: &AppState) -> Router {
-    let timeout = state.config.request_timeout;
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(from_fn(
-            move |req, next: axum::middleware::Next| async move {
-                match tokio::time::timeout(timeout, next.run(req)).await {
-                    Ok(response) => response,
-                    Err(_) => axum::response::IntoResponse::into_response(ApiError::Unavailable(
-                        "the request took too long".to_owned(),
-                    )),
-                }
-            },
-        ))
-        .layer(from_fn_with_state(state.clone(), rate_limit::limit))
+        .layer(from_fn_with_state(state.clone(), guard))
         .layer(cors(&state.config.cors_origins))
-        .layer(from_fn(security::headers))
-        .layer(from_fn(metrics::record))
-        .layer(from_fn_with_state(state.clone(), request_id::assign))
+        .layer(from_fn_with_state(state.clone(), edge))
+}
+
+/// The outer layer: assigns the request id and the client address, runs the request in a span
+/// carrying the id, adds the security headers and echoes the id, and records the request's
+/// metrics.
+async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id::of(&req);
+    let ip = ClientIp::of(&req, &state.config.trusted_proxies);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let docs = req.uri().path().starts_with("/docs");
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
+    let header = HeaderValue::from_str(&id).ok();
+    req.extensions_mut().insert(RequestId(id));
+    req.extensions_mut().insert(ip);
+    let mut response = next.run(req).instrument(span).await;
+    let headers = response.headers_mut();
+    security::add(docs, headers);
+    if let Some(value) = header {
+        headers.insert(request_id::REQUEST_ID, value);
+    }
+    metrics::record(&method, route, response.status(), started.elapsed());
+    response
+}
+
+/// The inner layer: the client's rate limit (429 with `Retry-After` when spent; `X-RateLimit-*`
+/// on every answer), then the request's time limit (503 when it runs out).
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (refusal, limits) = rate_limit::check(&state, &req);
+    let mut response = match refusal {
+        Some(refusal) => refusal,
+        None => match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Unavailable("the request took too long".to_owned()).into_response(),
+        },
+    };
+    let headers = response.headers_mut();
+    for (name, value) in limits {
+        headers.insert(name, value);
+    }
+    response
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -10,9 +10,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -97,32 +96,35 @@ impl RateLimiter {
     }
 }
 
-/// The middleware.
-pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Takes one request from the client's bucket: the refusal to answer instead, if any, and the
+/// headers every response carries.
+pub(super) fn check(
+    state: &AppState,
+    req: &Request,
+) -> (Option<Response>, [(&'static str, HeaderValue); 3]) {
     let client = req
         .extensions()
         .get::<ClientIp>()
         .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |c| c.0);
     let decision = state.limiter.check(client, Instant::now());
-    let mut response = if decision.allowed {
-        next.run(req).await
-    } else {
+    let refusal = (!decision.allowed).then(|| {
         ApiError::TooManyRequests {
             retry_after: decision.retry_after_secs,
         }
         .into_response()
-    };
-    let h = response.headers_mut();
-    h.insert(
-        "x-ratelimit-limit",
-        HeaderValue::from(state.limiter.limit()),
-    );
-    h.insert(
-        "x-ratelimit-remaining",
-        HeaderValue::from(decision.remaining),
-    );
-    h.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
-    response
+    });
+    let headers = [
+        (
+            "x-ratelimit-limit",
+            HeaderValue::from(state.limiter.limit()),
+        ),
+        (
+            "x-ratelimit-remaining",
+            HeaderValue::from(decision.remaining),
+        ),
+        ("x-ratelimit-reset", HeaderValue::from(decision.reset_secs)),
+    ];
+    (refusal, headers)
 }
 
 #[cfg(test)]

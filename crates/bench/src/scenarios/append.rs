@@ -2,8 +2,9 @@
 //!
 //! # Measured
 //! `InventoryCommand::AdjustStock { Add(1) }` on a fresh product id per command, through
-//! `commerce_commands::Dispatcher::execute` (load: snapshot lookup and event read; decide; append
-//! in one transaction through postgres-es; read back the log position), with 1, 16 and 64
+//! `commerce_commands::Dispatcher::execute` (a product this process has not held: a cold load,
+//! which for a stream with no event yet is the snapshot lookup alone; decide; append in one
+//! `INSERT … RETURNING` the log position), with 1, 16 and 64
 //! concurrent callers sharing a pool of as many connections. Each command writes exactly one
 //! `StockAdjusted` event, so events/s = commands/s; latency is per command.
 //!
@@ -50,7 +51,7 @@ use crate::report::Row;
 
 const SCENARIO: &str = "append";
 const LEVELS: [usize; 3] = [1, 16, 64];
-const TARGET: &str = "≥50% of raw at 16";
+const TARGET: &str = "≥60% of raw at 16";
 const REASON: &str = "bench";
 const ACTOR: &str = "bench";
 const RAW_INSERT: &str = "INSERT INTO bench_raw_events \
@@ -236,7 +237,7 @@ async fn level(
     )
     .with_note("AdjustStock on a fresh product each; 1 event per command");
     if callers == 16 {
-        let met = row.ratio.is_some_and(|r| r >= 0.5);
+        let met = row.ratio.is_some_and(|r| r >= 0.6);
         row = row.with_target(TARGET, met);
     }
     ctx.progress(&format!(
