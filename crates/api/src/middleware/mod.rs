@@ -1,5 +1,5 @@
 //! Everything every request passes through, outermost first: request id, metrics, security
-//! headers ([`edge`]); CORS; rate limit and timeout ([`guard`]); body limit. Two layers of our
+//! headers (`edge`); CORS; rate limit and timeout (`guard`); body limit. Two layers of our
 //! own rather than one per concern: each layer costs every request a boxed future and a clone
 //! of the service stack.
 //!
