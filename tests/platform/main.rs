@@ -25,6 +25,7 @@ mod api_own_writes;
 mod api_payment_methods;
 mod api_payments;
 mod api_users;
+mod audit_secrets;
 mod chaos_standby;
 mod cli;
 mod e2e_journey;
