@@ -202,6 +202,7 @@ fn rules() -> Vec<Rule> {
         rule!(POST "/api/v1/admin/projections/{name}/skip", |_| "/api/v1/admin/projections/reviews/skip".into(),
             no_body, ADMIN_ONLY),
         rule!(GET "/api/v1/admin/events", |_| "/api/v1/admin/events".into(), no_body, ADMIN_AUDITOR),
+        rule!(GET "/api/v1/admin/log/verify", |_| "/api/v1/admin/log/verify".into(), no_body, ADMIN_AUDITOR),
         rule!(GET "/api/v1/admin/streams/{aggregate_type}/{aggregate_id}",
             |f| format!("/api/v1/admin/streams/Order/{}", f.order), no_body, ADMIN_AUDITOR),
         Rule {

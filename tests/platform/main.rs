@@ -26,6 +26,7 @@ mod api_payment_methods;
 mod api_payments;
 mod api_users;
 mod audit_secrets;
+mod audit_verify;
 mod chaos_standby;
 mod cli;
 mod e2e_journey;

@@ -8,9 +8,11 @@
 //!
 //! - `projections`: `GET /admin/projections`, `POST /admin/projections/{name}/{rebuild,retry,skip}`.
 //! - `log`: `GET /admin/events`, `GET /admin/streams/{aggregate_type}/{aggregate_id}`.
+//! - `verify`: `GET /admin/log/verify`, the hash chain recomputed (guarantee 10).
 
 mod log;
 mod projections;
+mod verify;
 
 use chrono::{DateTime, Utc};
 use commerce_event_store::StoredEvent;
@@ -38,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(projections::skip))
         .routes(routes!(log::events))
         .routes(routes!(log::stream))
+        .routes(routes!(verify::verify_log))
 }
 
 /// One event of the log as the audit views show it.
