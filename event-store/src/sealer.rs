@@ -98,13 +98,13 @@ pub async fn latest_seal(conn: impl sqlx::PgExecutor<'_>) -> Result<Option<SealH
     }))
 }
 
-/// Seals up to `limit` events after the latest seal, through `conn`; the new seal, or `None` when
-/// nothing below the horizon is unsealed. A concurrent sealer that wrote the same seal id first
+/// Seals up to `limit` events after the latest seal, through `conn`; the new seal and how many
+/// events it covers, or `None` when nothing below the horizon is unsealed. A concurrent sealer that wrote the same seal id first
 /// makes this fail on the primary key, writing nothing.
 pub async fn seal_next(
     conn: &mut PgConnection,
     limit: i64,
-) -> Result<Option<SealHead>, StoreError> {
+) -> Result<Option<(SealHead, usize)>, StoreError> {
     let previous = latest_seal(&mut *conn).await?;
     let (seal_id, prior, after) = match &previous {
         Some(head) => (head.seal_id + 1, head.seal.clone(), head.through),
@@ -150,11 +150,12 @@ pub async fn seal_next(
     .execute(&mut *conn)
     .await?;
     metrics::counter!("sealer_sealed_total").increment(positions.len() as u64);
-    Ok(Some(SealHead {
+    let head = SealHead {
         seal_id,
         seal,
         through: last,
-    }))
+    };
+    Ok(Some((head, positions.len())))
 }
 
 /// Chains the log into seals, one sealer active per database.
@@ -207,14 +208,16 @@ impl Sealer {
                 let _ = conn.close().await;
                 return Ok(());
             }
-            match seal_next(&mut conn, self.config.batch_size).await? {
-                Some(head) => {
-                    backoff.reset();
-                    metrics::gauge!("sealer_position").set(head.through.global_position as f64);
-                }
-                None => {
-                    sleep_or_shutdown(self.config.poll_interval, shutdown).await;
-                }
+            let sealed = seal_next(&mut conn, self.config.batch_size).await?;
+            if let Some((head, _)) = &sealed {
+                backoff.reset();
+                metrics::gauge!("sealer_position").set(head.through.global_position as f64);
+            }
+            // Behind: full seals back to back. Caught up: a pause, so a busy log gets a seal per
+            // poll interval rather than one per handful of events.
+            let full = sealed.is_some_and(|(_, events)| events as i64 >= self.config.batch_size);
+            if !full {
+                sleep_or_shutdown(self.config.poll_interval, shutdown).await;
             }
         }
     }
