@@ -1,6 +1,6 @@
 //! Starting the platform's long-running parts in this process.
 //!
-//! `serve` starts them all; `api`, `relay`, `project` and `process` start one kind each. Every part
+//! `serve` starts them all; `api`, `relay`, `sealer`, `project` and `process` start one kind each. Every part
 //! has one `run(…, shutdown)` entry and stops when the shared token is cancelled.
 
 use std::net::SocketAddr;
@@ -13,7 +13,8 @@ use commerce_commands::process::deadlines::DeadlineScheduler;
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
 use commerce_commands::Dispatcher;
 use commerce_event_store::{
-    db, BrokerConfig, ConsumerConfig, DurableConsumer, EventStore, Relay, RelayConfig,
+    db, BrokerConfig, ConsumerConfig, DurableConsumer, EventStore, Relay, RelayConfig, Sealer,
+    SealerConfig,
 };
 use commerce_notifications::{NotificationSender, NotificationsProcess};
 use futures::future::BoxFuture;
@@ -30,6 +31,8 @@ pub struct Parts {
     pub api: bool,
     /// The relay.
     pub relay: bool,
+    /// The sealer (guarantee 10).
+    pub sealer: bool,
     /// Projection workers.
     pub projections: bool,
     /// Process managers.
@@ -43,6 +46,7 @@ impl Parts {
     pub const ALL: Self = Self {
         api: true,
         relay: true,
+        sealer: true,
         projections: true,
         process: true,
         only: None,
@@ -51,6 +55,7 @@ impl Parts {
     pub const NONE: Self = Self {
         api: false,
         relay: false,
+        sealer: false,
         projections: false,
         process: false,
         only: None,
@@ -130,6 +135,11 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
             },
         );
         tasks.spawn(relay.run(shutdown.clone()));
+    }
+
+    if parts.sealer {
+        let sealer = Sealer::new(pool.clone(), SealerConfig::default());
+        tasks.spawn(sealer.run(shutdown.clone()));
     }
 
     if parts.projections {

@@ -2,6 +2,7 @@
 //! contract); values that may hold secrets are never shown in `--help`.
 
 use clap::{Args, Parser, Subcommand};
+use commerce_event_store::Position;
 
 /// Event-sourced commerce backend.
 #[derive(Debug, Parser)]
@@ -145,6 +146,8 @@ pub enum Command {
     Api,
     /// Only the relay (log → RabbitMQ); extra instances stand by.
     Relay,
+    /// Only the sealer (chains the log's content hashes into seals); extra instances stand by.
+    Sealer,
     /// Only the projection workers.
     Project {
         /// Run only this projection.
@@ -206,6 +209,13 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Recompute the log's hash chain and name the first position that does not match; prints
+    /// the latest seal. Exits with status 1 when something does not match.
+    Verify {
+        /// Start at the seal covering this position token (default: the beginning).
+        #[arg(long, value_parser = parse_position)]
+        from: Option<Position>,
+    },
     /// One aggregate's stream, by version.
     Stream {
         /// Aggregate type, e.g. `Order`.
@@ -257,4 +267,9 @@ pub enum ProjectionsCommand {
         /// Consumer name.
         name: String,
     },
+}
+
+/// A position token (`<transaction>.<position>`), or clap's usage error.
+fn parse_position(token: &str) -> Result<Position, String> {
+    token.parse::<Position>().map_err(|e| e.to_string())
 }

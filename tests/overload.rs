@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use commerce_api::auth::password;
 use commerce_api::auth::token::TokenKeys;
+use commerce_commands::credentials::SetPassword;
 use commerce_commands::Dispatcher;
 use commerce_domain::ids::user_id_for_email;
 use commerce_domain::user::{Role, User, UserCommand};
@@ -219,18 +220,18 @@ async fn user(
     let email = format!("{name}-{}@example.com", Uuid::new_v4().simple());
     let user_id = user_id_for_email(&email);
     dispatcher
-        .execute::<User>(
+        .execute_with::<User>(
             &user_id.to_string(),
             UserCommand::RegisterUser {
                 user_id,
                 email: email.clone(),
                 name: name.to_owned(),
                 phone: None,
-                password_hash: phc.to_owned(),
                 roles: vec![role],
                 at: chrono::Utc::now(),
             },
             &EventMetadata::new("overload-test", Uuid::new_v4().to_string()),
+            &SetPassword::new(user_id, phc.to_owned()),
         )
         .await
         .expect("user registered");

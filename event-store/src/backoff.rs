@@ -1,4 +1,5 @@
-//! Exponential backoff with jitter, for reconnects and handler retries.
+//! Exponential backoff with jitter, for reconnects and handler retries; standing by for the
+//! advisory lock of a part only one process may run at a time (the relay, the sealer).
 
 use std::time::Duration;
 
@@ -47,6 +48,34 @@ pub async fn sleep_or_shutdown(delay: Duration, shutdown: &CancellationToken) ->
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = shutdown.cancelled() => false,
+    }
+}
+
+/// Takes the session-level advisory lock `name` on `conn`, trying again every `standby` while
+/// another process holds it. Returns false if `shutdown` fired first. The lock lives as long as
+/// `conn`: whoever holds it writes through that connection, so losing it stops the writes too.
+pub(crate) async fn stand_by_for_lock(
+    conn: &mut sqlx::PgConnection,
+    name: &str,
+    standby: Duration,
+    shutdown: &CancellationToken,
+) -> Result<bool, sqlx::Error> {
+    let mut announced = false;
+    loop {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+        if locked {
+            return Ok(true);
+        }
+        if !announced {
+            tracing::info!(lock = name, "another process holds the lock; standing by");
+            announced = true;
+        }
+        if !sleep_or_shutdown(standby, shutdown).await {
+            return Ok(false);
+        }
     }
 }
 

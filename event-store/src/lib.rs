@@ -8,6 +8,8 @@
 //!   aggregates, with optimistic concurrency.
 //! - [`log`]: the gap-free global log reader (guarantee 2) and stream, correlation and time queries.
 //! - [`relay`]: publishes the log to RabbitMQ with confirms, one active relay (guarantee 3).
+//! - [`sealer`]: chains the events' content hashes into seals, one sealer active (guarantee 10).
+//! - [`verify`]: recomputes the chain and names the first event or seal that does not match.
 //! - [`consumer`]: durable consumers with catch-up, exactly-once effect, halt on failure (4, 5).
 //! - [`checkpoint`]: consumer cursors, health, operator retry and skip.
 //! - [`broker`]: RabbitMQ connections, names and topology.
@@ -23,7 +25,9 @@ pub mod log;
 pub mod position;
 pub mod record;
 pub mod relay;
+pub mod sealer;
 pub mod store;
+pub mod verify;
 
 pub use broker::{BrokerConfig, QueueType};
 pub use checkpoint::{ConsumerState, ConsumerStatus};
@@ -33,4 +37,5 @@ pub use log::{LogFilter, LogReader};
 pub use position::Position;
 pub use record::{EventMetadata, StoredEvent};
 pub use relay::{Relay, RelayConfig};
+pub use sealer::{Sealer, SealerConfig};
 pub use store::{AggregateReader, Appended, EventStore};

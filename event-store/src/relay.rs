@@ -16,7 +16,7 @@ use lapin::{BasicProperties, Channel};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::{sleep_or_shutdown, Backoff};
+use crate::backoff::{sleep_or_shutdown, stand_by_for_lock, Backoff};
 use crate::{BrokerConfig, BrokerError, LogReader, Position, StoreError, StoredEvent};
 
 /// The routing key of the position markers the relay sends after each batch. Every consumer queue
@@ -115,22 +115,9 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let mut lock_conn = self.pool.acquire().await?.detach();
         let lock_name = format!("commerce-relay:{}", self.broker.namespace);
-        let mut announced = false;
-        loop {
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-                .bind(&lock_name)
-                .fetch_one(&mut lock_conn)
-                .await?;
-            if locked {
-                break;
-            }
-            if !announced {
-                tracing::info!("another relay is active; standing by");
-                announced = true;
-            }
-            if !sleep_or_shutdown(self.config.standby_interval, shutdown).await {
-                return Ok(());
-            }
+        let standby = self.config.standby_interval;
+        if !stand_by_for_lock(&mut lock_conn, &lock_name, standby, shutdown).await? {
+            return Ok(());
         }
         tracing::info!(namespace = %self.broker.namespace, "relay active");
 

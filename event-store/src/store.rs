@@ -498,7 +498,8 @@ impl EventStore {
 
 /// All events of one command in one multi-row `INSERT … RETURNING`: no BEGIN/COMMIT round trips,
 /// no read of the position afterwards. Columns as postgres-es writes them, so its repository
-/// loads what this writes (and we load what it persists).
+/// loads what this writes (and we load what it persists), plus each row's content hash
+/// (guarantee 10), computed by the SQL function `verify` recomputes it with.
 async fn append_with<'c, A: Aggregate, E: PgExecutor<'c>>(
     executor: E,
     aggregate_id: &str,
@@ -526,8 +527,10 @@ async fn append_with<'c, A: Aggregate, E: PgExecutor<'c>>(
     let written: Result<Vec<(i64, i64)>, sqlx::Error> = if let [event_type] = types.as_slice() {
         sqlx::query_as(
             "INSERT INTO events \
-             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             VALUES ($1, $2, $3 + 1, $4, $5, $6::jsonb, $7::jsonb) \
+             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
+              content_hash) \
+             VALUES ($1, $2, $3 + 1, $4, $5, $6::jsonb, $7::jsonb, \
+                     event_content_hash($1, $2, $3 + 1, $4, $5, $6::jsonb, $7::jsonb)) \
              RETURNING transaction_id::text::bigint, global_position",
         )
         .bind(A::TYPE)
@@ -542,8 +545,11 @@ async fn append_with<'c, A: Aggregate, E: PgExecutor<'c>>(
     } else {
         sqlx::query_as(
             "INSERT INTO events \
-             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-             SELECT $1, $2, $3 + e.n, e.event_type, e.event_version, e.payload::jsonb, $7::jsonb \
+             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
+              content_hash) \
+             SELECT $1, $2, $3 + e.n, e.event_type, e.event_version, e.payload::jsonb, $7::jsonb, \
+             event_content_hash($1, $2, $3 + e.n, e.event_type, e.event_version, \
+                                e.payload::jsonb, $7::jsonb) \
              FROM unnest($4::text[], $5::text[], $6::text[]) \
              WITH ORDINALITY AS e(event_type, event_version, payload, n) \
              RETURNING transaction_id::text::bigint, global_position",

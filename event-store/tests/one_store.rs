@@ -185,6 +185,22 @@ async fn what_our_append_writes_postgres_es_loads_as_if_it_had_persisted_it(pool
     .await
     .unwrap();
     assert_eq!(last, Position::new(tx, pos));
+
+    // Both writers store the content hash `verify` recomputes (guarantee 10): ours in its
+    // INSERT, postgres-es's through the fill-in trigger.
+    let unhashed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE content_hash IS DISTINCT FROM event_content_hash(\
+         aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unhashed, 0);
+    let outcome = commerce_event_store::verify::verify(&pool, None)
+        .await
+        .unwrap();
+    assert!(outcome.ok());
+    assert_eq!(outcome.events_unsealed, 12);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

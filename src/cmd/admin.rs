@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use commerce_api::auth::password;
+use commerce_commands::credentials::SetPassword;
 use commerce_commands::{DispatchError, Dispatcher};
 use commerce_domain::ids::user_id_for_email;
 use commerce_domain::user::{validate_password, Role, User, UserCommand, UserError};
@@ -49,12 +50,15 @@ async fn create_user(
         email: email.to_owned(),
         name: name.to_owned(),
         phone: None,
-        password_hash: hash,
         roles: vec![role],
         at: Utc::now(),
     };
     let id = user_id.to_string();
-    match dispatcher.execute::<User>(&id, register, &metadata).await {
+    let credential = SetPassword::new(user_id, hash);
+    match dispatcher
+        .execute_with::<User>(&id, register, &metadata, &credential)
+        .await
+    {
         Ok(_) => output::line(&format!(
             "created user {user_id} ({email}) with role {role_name}"
         ))?,

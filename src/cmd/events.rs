@@ -1,7 +1,9 @@
-//! `commerce events tail|stream`: read the log.
+//! `commerce events tail|stream|verify`: read the log, check it against its seals.
 
 use std::time::Duration;
 
+use commerce_event_store::sealer::hex;
+use commerce_event_store::verify::{self, Verification};
 use commerce_event_store::{db, LogReader, Position};
 
 use crate::cli::EventsCommand;
@@ -10,6 +12,10 @@ use crate::output;
 
 pub(crate) async fn run(settings: &Settings, command: EventsCommand) -> anyhow::Result<()> {
     let pool = db::connect(&settings.database_url, 2).await?;
+    if let EventsCommand::Verify { from } = command {
+        let outcome = verify::verify(&pool, from).await?;
+        return report(&outcome);
+    }
     let log = LogReader::new(pool);
     match command {
         EventsCommand::Tail {
@@ -53,8 +59,48 @@ pub(crate) async fn run(settings: &Settings, command: EventsCommand) -> anyhow::
                 output::event(event, json)?;
             }
         }
+        EventsCommand::Verify { .. } => {}
     }
     Ok(())
+}
+
+/// Prints what `verify` found; an error (exit status 1) when something does not match.
+fn report(outcome: &Verification) -> anyhow::Result<()> {
+    match &outcome.latest_seal {
+        Some(seal) => output::line(&format!(
+            "latest seal: #{} through {} = {}",
+            seal.seal_id,
+            seal.through,
+            hex(&seal.seal)
+        ))?,
+        None => output::line("latest seal: none yet")?,
+    }
+    output::line(&format!(
+        "checked {} seals ({} events) and {} unsealed events; verified through {}",
+        outcome.seals_checked,
+        outcome.events_sealed,
+        outcome.events_unsealed,
+        outcome
+            .verified_through
+            .map_or_else(|| "nothing sealed yet".to_owned(), |p| p.token()),
+    ))?;
+    match &outcome.first_mismatch {
+        None => {
+            output::line("ok")?;
+            Ok(())
+        }
+        Some(mismatch) => {
+            let seal = mismatch
+                .seal_id
+                .map_or_else(String::new, |id| format!(" (seal #{id})"));
+            anyhow::bail!(
+                "first mismatch at position {}{seal}: {} [{}]",
+                mismatch.position,
+                mismatch.kind.describe(),
+                mismatch.kind.code()
+            )
+        }
+    }
 }
 
 /// The position just before the last `n` events of the log.

@@ -39,6 +39,16 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Sealer => {
+            run::run(
+                &settings,
+                Parts {
+                    sealer: true,
+                    ..Parts::NONE
+                },
+            )
+            .await
+        }
         Command::Project { only } => {
             let parts = Parts {
                 projections: true,

@@ -124,6 +124,9 @@ fn rules() -> Vec<Rule> {
         rule!(GET "/api/v1/users/me", |_| "/api/v1/users/me".into(), no_body, SIGNED_IN),
         rule!(PUT "/api/v1/users/me", |_| "/api/v1/users/me".into(),
             |_, _| Some(json!({"name": "Renamed"})), SIGNED_IN),
+        // The same password again: every caller keeps signing in with it.
+        rule!(PUT "/api/v1/users/me/password", |_| "/api/v1/users/me/password".into(),
+            |_, _| Some(json!({"current_password": PASSWORD, "new_password": PASSWORD})), SIGNED_IN),
         rule!(GET "/api/v1/users/{id}", |f| format!("/api/v1/users/{}", f.owner.user_id), no_body,
             [Unauth, Hidden, Hidden, Sees, Sees]),
         rule!(PUT "/api/v1/users/{id}", |f| format!("/api/v1/users/{}", f.owner.user_id),
@@ -199,6 +202,7 @@ fn rules() -> Vec<Rule> {
         rule!(POST "/api/v1/admin/projections/{name}/skip", |_| "/api/v1/admin/projections/reviews/skip".into(),
             no_body, ADMIN_ONLY),
         rule!(GET "/api/v1/admin/events", |_| "/api/v1/admin/events".into(), no_body, ADMIN_AUDITOR),
+        rule!(GET "/api/v1/admin/log/verify", |_| "/api/v1/admin/log/verify".into(), no_body, ADMIN_AUDITOR),
         rule!(GET "/api/v1/admin/streams/{aggregate_type}/{aggregate_id}",
             |f| format!("/api/v1/admin/streams/Order/{}", f.order), no_body, ADMIN_AUDITOR),
         Rule {

@@ -34,7 +34,6 @@ async fn append(cluster: &Cluster) -> Position {
                 email,
                 name: "Standby Test".to_owned(),
                 phone: None,
-                password_hash: "not-a-real-hash".to_owned(),
                 roles: vec![Role::Customer],
                 at: chrono::Utc::now(),
             },

@@ -25,6 +25,8 @@ mod api_own_writes;
 mod api_payment_methods;
 mod api_payments;
 mod api_users;
+mod audit_secrets;
+mod audit_verify;
 mod chaos_standby;
 mod cli;
 mod e2e_journey;

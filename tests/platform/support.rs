@@ -9,6 +9,7 @@ use commerce::app::{self, Parts, RunningApp};
 use commerce::cli::Cli;
 use commerce::config::{Environment, Settings};
 use commerce_api::auth::password;
+use commerce_commands::credentials::SetPassword;
 use commerce_commands::Dispatcher;
 use commerce_domain::ids::user_id_for_email;
 use commerce_domain::user::{Role, User, UserCommand};
@@ -236,18 +237,18 @@ impl TestApp {
             .expect("hash");
         let dispatcher = Dispatcher::new(EventStore::new(self.pool.clone()));
         dispatcher
-            .execute::<User>(
+            .execute_with::<User>(
                 &user_id.to_string(),
                 UserCommand::RegisterUser {
                     user_id,
                     email: email.clone(),
                     name: format!("Test {role:?}"),
                     phone: None,
-                    password_hash: hash,
                     roles: vec![role],
                     at: chrono::Utc::now(),
                 },
                 &EventMetadata::new("test", Uuid::new_v4().to_string()),
+                &SetPassword::new(user_id, hash),
             )
             .await
             .expect("user registered");

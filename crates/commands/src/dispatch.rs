@@ -11,6 +11,10 @@
 //! sink), so it saves that state when the store's policy says one is due. A failed snapshot write
 //! is only logged: events are the truth, and the next load simply folds more of them.
 //!
+//! Writes beside the events: a command may carry an [`Alongside`] write (a credential, guarantee
+//! 9) that commits in the append's transaction, so the fact in the log and the state outside it
+//! never disagree.
+//!
 //! Metrics: `command_duration_seconds{aggregate, outcome}` times every command end to end (lock
 //! wait and retries included, which is what a caller waits for), and
 //! `events_appended_total{aggregate}` counts the events it wrote.
@@ -23,7 +27,9 @@ use std::time::{Duration, Instant};
 use commerce_event_store::{AggregateReader, EventMetadata, EventStore, Position, StoreError};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
+use futures::future::BoxFuture;
 use rand::Rng;
+use sqlx::PgConnection;
 use tokio::sync::Mutex;
 
 const LOCK_STRIPES: usize = 1024;
@@ -88,6 +94,14 @@ struct Basis<A> {
     fresh: bool,
 }
 
+/// A write of the caller's that must commit with a command's events or not at all (a password
+/// hash beside the event recording its change): run in the append's transaction, after the
+/// append, on every attempt that appends.
+pub trait Alongside: Send + Sync {
+    /// Writes through `conn`, inside the transaction the events are being appended in.
+    fn write<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+}
+
 /// Bounds of a command's aggregate: every aggregate of ours is cloned into and out of the cache.
 pub trait Dispatchable: Aggregate<Services = ()> + Clone + 'static {}
 
@@ -131,7 +145,25 @@ impl Dispatcher {
         A: Dispatchable,
         A::Command: Clone,
     {
-        self.timed::<A>(aggregate_id, command, metadata, None).await
+        self.timed::<A>(aggregate_id, command, metadata, None, None)
+            .await
+    }
+
+    /// Like [`Self::execute`], committing `alongside` in the same transaction as the command's
+    /// events: both or neither. Nothing is written beside a command that emits no event.
+    pub async fn execute_with<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        alongside: &dyn Alongside,
+    ) -> Result<Executed<A>, DispatchError<A::Error>>
+    where
+        A: Dispatchable,
+        A::Command: Clone,
+    {
+        self.timed::<A>(aggregate_id, command, metadata, None, Some(alongside))
+            .await
     }
 
     /// Like [`Self::execute`] for an aggregate the caller has just made up a fresh id for (a
@@ -148,8 +180,14 @@ impl Dispatcher {
         A: Dispatchable,
         A::Command: Clone,
     {
-        self.timed::<A>(aggregate_id, command, metadata, Some((A::default(), 0)))
-            .await
+        self.timed::<A>(
+            aggregate_id,
+            command,
+            metadata,
+            Some((A::default(), 0)),
+            None,
+        )
+        .await
     }
 
     /// Like [`Self::execute`], starting from `loaded`, a state at `version` the caller has just
@@ -167,7 +205,7 @@ impl Dispatcher {
         A: Dispatchable,
         A::Command: Clone,
     {
-        self.timed::<A>(aggregate_id, command, metadata, Some(loaded))
+        self.timed::<A>(aggregate_id, command, metadata, Some(loaded), None)
             .await
     }
 
@@ -177,13 +215,16 @@ impl Dispatcher {
         command: A::Command,
         metadata: &EventMetadata,
         given: Option<(A, i64)>,
+        alongside: Option<&dyn Alongside>,
     ) -> Result<Executed<A>, DispatchError<A::Error>>
     where
         A: Dispatchable,
         A::Command: Clone,
     {
         let started = Instant::now();
-        let result = self.run::<A>(aggregate_id, command, metadata, given).await;
+        let result = self
+            .run::<A>(aggregate_id, command, metadata, given, alongside)
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(DispatchError::Rejected(_)) => "rejected",
@@ -201,6 +242,7 @@ impl Dispatcher {
         command: A::Command,
         metadata: &EventMetadata,
         given: Option<(A, i64)>,
+        alongside: Option<&dyn Alongside>,
     ) -> Result<Executed<A>, DispatchError<A::Error>>
     where
         A: Dispatchable,
@@ -253,8 +295,7 @@ impl Dispatcher {
                 Ok(()) => {}
             }
             match self
-                .store
-                .append::<A>(aggregate_id, version, &events, metadata)
+                .append::<A>(aggregate_id, version, &events, metadata, alongside)
                 .await
             {
                 Ok(Some(appended)) => {
@@ -302,6 +343,31 @@ impl Dispatcher {
                 Err(other) => return Err(other.into()),
             }
         }
+    }
+
+    /// Appends `events`, in one transaction with `alongside` when there is one.
+    async fn append<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        version: i64,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+        alongside: Option<&dyn Alongside>,
+    ) -> Result<Option<commerce_event_store::Appended>, StoreError> {
+        let Some(alongside) = alongside else {
+            return self
+                .store
+                .append::<A>(aggregate_id, version, events, metadata)
+                .await;
+        };
+        let mut tx = self.store.pool().begin().await?;
+        let appended = self
+            .store
+            .append_in::<A>(&mut tx, aggregate_id, version, events, metadata)
+            .await?;
+        alongside.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(appended)
     }
 
     /// Saves `aggregate` as the state at `version`; a failure never fails the command.

@@ -117,7 +117,6 @@ async fn twenty_racing_registrations_of_one_email_create_one_user(pool: PgPool) 
                     email,
                     name: format!("Ada {i}"),
                     phone: None,
-                    password_hash: "argon2id$hash".into(),
                     roles: vec![],
                     at: Utc::now(),
                 };

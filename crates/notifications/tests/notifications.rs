@@ -238,7 +238,6 @@ async fn tell_story(store: &EventStore) -> Story {
                 },
                 UserEvent::PasswordChanged {
                     user_id: ada,
-                    password_hash: "hash-2".into(),
                     at: now,
                 },
             ],
@@ -340,7 +339,6 @@ async fn register(store: &EventStore, email: &str, name: &str) -> Uuid {
                 email: email.into(),
                 name: name.into(),
                 phone: None,
-                password_hash: "hash".into(),
                 roles: vec![Role::Customer],
                 at: Utc::now(),
             }],

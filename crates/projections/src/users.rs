@@ -1,7 +1,7 @@
 //! The users read model: profile, roles and active flag of every user.
 //!
-//! Built from `User` events. The password hash in `UserRegistered`/`PasswordChanged` is never
-//! copied here: credentials stay on the write side.
+//! Built from `User` events, which carry no credential (guarantee 9): password hashes live in the
+//! write side's credentials table only, never here.
 
 use chrono::{DateTime, Utc};
 use commerce_domain::user::{Role, UserEvent};

@@ -21,7 +21,6 @@ async fn register(h: &Harness, email: &str, name: &str) -> uuid::Uuid {
             email: email.into(),
             name: name.into(),
             phone: None,
-            password_hash: "$argon2id$secret-hash".into(),
             roles: vec![],
             at: Utc::now(),
         },

@@ -36,6 +36,8 @@ pub struct Received {
     pub persistent: bool,
     pub headers: HashMap<String, String>,
     pub event: Option<StoredEvent>,
+    /// The message body as it crossed the broker.
+    pub body: Vec<u8>,
 }
 
 /// Binds a private queue to `<ns>.events` with `#` and forwards every message.
@@ -102,6 +104,7 @@ pub async fn tap(broker: &BrokerConfig) -> (Connection, mpsc::UnboundedReceiver<
                 persistent: *props.delivery_mode() == Some(2),
                 headers,
                 event: serde_json::from_slice(&delivery.data).ok(),
+                body: delivery.data.clone(),
             };
             if tx.send(received).is_err() {
                 break;

@@ -1,13 +1,15 @@
 //! `/auth`: registration, login, token refresh and logout.
 //!
-//! Credentials stay on the write side: login verifies against the hash in the user's own event
-//! stream (never a read model), and no answer or log line carries a password or a hash. Every
+//! Credentials stay on the write side: the hash lives in the credentials table, written in the
+//! transaction of the event that records it (guarantee 9: never in the log), login verifies
+//! against it, and no answer or log line carries a password or a hash. Every
 //! credential failure is the same 401, and an unknown email spends the same argon2 verification
 //! as a known one, so neither the body nor the timing tells which emails are registered.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use commerce_commands::credentials::{self, SetPassword};
 use commerce_commands::DispatchError;
 use commerce_domain::ids::user_id_for_email;
 use commerce_domain::user::{
@@ -164,13 +166,17 @@ async fn register(
         email: input.email.clone(),
         name: input.name.clone(),
         phone: phone.clone(),
-        password_hash,
         roles: vec![Role::Customer],
         at,
     };
     let executed = state
         .dispatcher
-        .execute::<User>(&id, command, &request_id.metadata_as(id.clone()))
+        .execute_with::<User>(
+            &id,
+            command,
+            &request_id.metadata_as(id.clone()),
+            &SetPassword::new(user_id, password_hash),
+        )
         .await
         .map_err(|e| match e {
             DispatchError::Rejected(UserError::EmailTaken { .. }) => email_taken(),
@@ -203,12 +209,12 @@ async fn login(
     let dummy = DUMMY_HASH
         .get_or_try_init(|| password::dummy_hash(state.config.password_memory_kib))
         .await?;
-    let registered = user.user_id().is_some();
-    let phc = if registered {
-        user.password_hash().to_owned()
-    } else {
-        dummy.clone()
+    let stored = match user.user_id() {
+        Some(_) => credentials::password_hash(&state.pool, user_id).await?,
+        None => None,
     };
+    let registered = stored.is_some();
+    let phc = stored.unwrap_or_else(|| dummy.clone());
     // Verified before the active flag is looked at, so a deactivated account costs the same.
     let matches = password::verify(input.password, phc).await?;
     if !(registered && matches && user.is_active()) {

@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod notifications;
 pub mod ops;
 pub mod orders;
+pub mod password;
 pub mod payment_methods;
 pub mod payments;
 pub mod products;
@@ -35,6 +36,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(auth::router())
         .merge(users::router())
+        .merge(password::router())
         .merge(categories::router())
         .merge(products::router())
         .merge(reviews::router())

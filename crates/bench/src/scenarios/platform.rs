@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use commerce::app::{Parts, RunningApp};
 use commerce::config::Settings;
 use commerce_api::auth::{password, token::TokenKeys};
+use commerce_commands::credentials::SetPassword;
 use commerce_commands::Dispatcher;
 use commerce_domain::ids::user_id_for_email;
 use commerce_domain::user::{Role, User, UserCommand};
@@ -99,18 +100,18 @@ impl Platform {
         let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
         let user_id = user_id_for_email(&email);
         Dispatcher::new(EventStore::new(self.pool.clone()))
-            .execute::<User>(
+            .execute_with::<User>(
                 &user_id.to_string(),
                 UserCommand::RegisterUser {
                     user_id,
                     email,
                     name: format!("Bench {role:?}"),
                     phone: None,
-                    password_hash: self.password_hash.clone(),
                     roles: vec![role],
                     at: chrono::Utc::now(),
                 },
                 &EventMetadata::new("bench", Uuid::new_v4().to_string()),
+                &SetPassword::new(user_id, self.password_hash.clone()),
             )
             .await?;
         let keys = TokenKeys::new(self.settings.jwt_secret()?.as_bytes());

@@ -10,9 +10,10 @@ use super::Role;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UserCommand {
     /// Create the user. Preconditions: `user_id == user_id_for_email(email)`, a valid email
-    /// ([`super::validate_email`]), a name of 1..=100 characters, a non-empty password hash (the
-    /// caller checked the plain password with [`super::validate_password`]). An empty `roles`
-    /// means `[Customer]`. Emits `UserRegistered`.
+    /// ([`super::validate_email`]), a name of 1..=100 characters. An empty `roles` means
+    /// `[Customer]`. Emits `UserRegistered`. The password is no part of it: its hash is a
+    /// credential, written beside the event by the command layer (guarantee 9: no secret in the
+    /// log).
     RegisterUser {
         /// Must be [`crate::ids::user_id_for_email`] of `email`.
         user_id: Uuid,
@@ -22,8 +23,6 @@ pub enum UserCommand {
         name: String,
         /// Optional phone, 1..=32 characters after trimming.
         phone: Option<String>,
-        /// The password hash (never the password).
-        password_hash: String,
         /// Initial roles; empty means `[Customer]`.
         #[serde(default)]
         roles: Vec<Role>,
@@ -40,10 +39,9 @@ pub enum UserCommand {
         /// When it happened.
         at: DateTime<Utc>,
     },
-    /// Replace the password hash. Requires an active user. Emits `PasswordChanged`.
+    /// Record that the password was replaced. Requires an active user. Emits `PasswordChanged`;
+    /// the new hash itself is a credential the command layer writes beside the event.
     ChangePassword {
-        /// The new hash.
-        password_hash: String,
         /// When it happened.
         at: DateTime<Utc>,
     },

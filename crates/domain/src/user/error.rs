@@ -49,9 +49,6 @@ pub enum UserError {
         /// Characters given (after trimming).
         length: usize,
     },
-    /// A password hash may not be empty.
-    #[error("password hash is empty")]
-    EmptyPasswordHash,
     /// A user keeps at least one role.
     #[error("a user needs at least one role")]
     NoRoles,
@@ -70,7 +67,6 @@ impl DomainError for UserError {
             | Self::WeakPassword { .. }
             | Self::InvalidName { .. }
             | Self::InvalidPhone { .. }
-            | Self::EmptyPasswordHash
             | Self::NoRoles => ErrorKind::Invalid,
         }
     }

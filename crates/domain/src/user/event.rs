@@ -10,7 +10,9 @@ use super::Role;
 /// What happened to a `User`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UserEvent {
-    /// A user registered (emitted by `RegisterUser`).
+    /// A user registered (emitted by `RegisterUser`). Carries no credential (guarantee 9); events
+    /// written before that rule held had a `password_hash` field, removed from the log by the
+    /// recorded redaction in `docs/audit.md`, and ignored here should one remain.
     UserRegistered {
         /// The user's id (derived from the email).
         user_id: Uuid,
@@ -20,8 +22,6 @@ pub enum UserEvent {
         name: String,
         /// Phone, if given.
         phone: Option<String>,
-        /// Password hash.
-        password_hash: String,
         /// Initial roles.
         roles: Vec<Role>,
         /// When.
@@ -38,12 +38,11 @@ pub enum UserEvent {
         /// When.
         at: DateTime<Utc>,
     },
-    /// The password hash was replaced (emitted by `ChangePassword`).
+    /// The password was replaced (emitted by `ChangePassword`). The fact only: the hash lives in
+    /// the credentials table, changed in the same transaction (guarantee 9).
     PasswordChanged {
         /// The user.
         user_id: Uuid,
-        /// The new hash.
-        password_hash: String,
         /// When.
         at: DateTime<Utc>,
     },

@@ -96,14 +96,6 @@ fn validate_phone(phone: &str) -> Result<String, UserError> {
     }
 }
 
-fn validate_hash(hash: &str) -> Result<(), UserError> {
-    if hash.is_empty() {
-        Err(UserError::EmptyPasswordHash)
-    } else {
-        Ok(())
-    }
-}
-
 /// A user account, folded from its events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
@@ -111,7 +103,6 @@ pub struct User {
     email: String,
     name: String,
     phone: Option<String>,
-    password_hash: String,
     roles: Vec<Role>,
     active: bool,
 }
@@ -125,11 +116,6 @@ impl User {
     /// The email as registered (trimmed, original case).
     pub fn email(&self) -> &str {
         &self.email
-    }
-
-    /// The current password hash (for login verification by the command layer).
-    pub fn password_hash(&self) -> &str {
-        &self.password_hash
     }
 
     /// The current roles, sorted.
@@ -158,7 +144,6 @@ impl User {
                 email,
                 name,
                 phone,
-                password_hash,
                 roles,
                 at,
             } => {
@@ -177,7 +162,6 @@ impl User {
                 }
                 let name = validate_name(&name)?;
                 let phone = phone.as_deref().map(validate_phone).transpose()?;
-                validate_hash(&password_hash)?;
                 let mut roles = if roles.is_empty() {
                     vec![Role::Customer]
                 } else {
@@ -190,7 +174,6 @@ impl User {
                     email: email.trim().to_owned(),
                     name,
                     phone,
-                    password_hash,
                     roles,
                     at,
                 }])
@@ -217,14 +200,9 @@ impl User {
                     at,
                 }])
             }
-            UserCommand::ChangePassword { password_hash, at } => {
+            UserCommand::ChangePassword { at } => {
                 let user_id = self.active_id()?;
-                validate_hash(&password_hash)?;
-                Ok(vec![UserEvent::PasswordChanged {
-                    user_id,
-                    password_hash,
-                    at,
-                }])
+                Ok(vec![UserEvent::PasswordChanged { user_id, at }])
             }
             UserCommand::DeactivateUser { at } => {
                 let user_id = self.user_id.ok_or(UserError::NotFound)?;
@@ -282,7 +260,6 @@ impl Aggregate for User {
                 email,
                 name,
                 phone,
-                password_hash,
                 roles,
                 ..
             } => {
@@ -291,7 +268,6 @@ impl Aggregate for User {
                     email,
                     name,
                     phone,
-                    password_hash,
                     roles,
                     active: true,
                 };
@@ -300,7 +276,7 @@ impl Aggregate for User {
                 self.name = name;
                 self.phone = phone;
             }
-            UserEvent::PasswordChanged { password_hash, .. } => self.password_hash = password_hash,
+            UserEvent::PasswordChanged { .. } => {}
             UserEvent::UserDeactivated { .. } => self.active = false,
             UserEvent::RoleGranted { role, .. } => {
                 if !self.roles.contains(&role) {

@@ -2,14 +2,17 @@
 //! (the global log filtered and paged, one stream in order).
 //!
 //! Projection management is admin-only; the log views are for admins and auditors. Every event
-//! these routes show passes through `entry`, which redacts password hashes: the log is the
-//! truth and keeps them, an audit view never shows them.
+//! these routes show passes through `entry`, which redacts any field named like a secret: the log
+//! holds no credential (guarantee 9, `docs/audit.md`), and should one ever slip into a payload, an
+//! audit view still never shows it.
 //!
 //! - `projections`: `GET /admin/projections`, `POST /admin/projections/{name}/{rebuild,retry,skip}`.
 //! - `log`: `GET /admin/events`, `GET /admin/streams/{aggregate_type}/{aggregate_id}`.
+//! - `verify`: `GET /admin/log/verify`, the hash chain recomputed (guarantee 10).
 
 mod log;
 mod projections;
+mod verify;
 
 use chrono::{DateTime, Utc};
 use commerce_event_store::StoredEvent;
@@ -37,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(projections::skip))
         .routes(routes!(log::events))
         .routes(routes!(log::stream))
+        .routes(routes!(verify::verify_log))
 }
 
 /// One event of the log as the audit views show it.
