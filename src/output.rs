@@ -64,19 +64,20 @@ pub(crate) fn statuses(
     }
     writeln!(
         out,
-        "{:<28} {:<12} {:>16} {:>16} {:>10} {:>10}  LAST ERROR",
-        "NAME", "STATUS", "POSITION", "HEAD", "LAG", "LAG(s)"
+        "{:<28} {:<12} {:>16} {:>16} {:>10} {:>10} {:>10}  LAST ERROR",
+        "NAME", "STATUS", "POSITION", "HEAD", "LAG", "LAG(s)", "DUPLICATES"
     )?;
     for c in consumers {
         writeln!(
             out,
-            "{:<28} {:<12} {:>16} {:>16} {:>10} {:>10.1}  {}",
+            "{:<28} {:<12} {:>16} {:>16} {:>10} {:>10.1} {:>10}  {}",
             c.name,
             c.status.as_str(),
             c.position.token(),
             c.head.token(),
             c.lag_events,
             c.lag_seconds,
+            c.duplicates_ignored,
             c.last_error.as_deref().unwrap_or("")
         )?;
     }

@@ -67,6 +67,9 @@ pub struct ConsumerStatus {
     pub failed_position: Option<Position>,
     /// Events applied since it was created.
     pub applied: i64,
+    /// Deliveries of events it had already applied, acknowledged and ignored, since it was
+    /// created (guarantee 4: at-least-once delivery, exactly-once in effect).
+    pub duplicates_ignored: i64,
     /// While a rebuild runs: events replayed so far and the log's size when it started.
     pub rebuild: Option<RebuildProgress>,
     /// Last change of its row.
@@ -148,6 +151,24 @@ pub(crate) async fn advance(
     .bind(to.transaction_id)
     .bind(to.global_position)
     .bind(applied)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts `n` deliveries of events at or before the cursor, ignored, in the caller's transaction
+/// (the one that holds the row's lock), so the count is exact whatever fails afterwards.
+pub(crate) async fn count_duplicates(
+    conn: &mut PgConnection,
+    name: &str,
+    n: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE consumer_checkpoints SET duplicates_ignored = duplicates_ignored + $2 \
+         WHERE name = $1",
+    )
+    .bind(name)
+    .bind(n)
     .execute(conn)
     .await?;
     Ok(())
@@ -329,6 +350,7 @@ struct StatusRow {
     failed_transaction_id: Option<i64>,
     failed_position: Option<i64>,
     applied: i64,
+    duplicates_ignored: i64,
     updated_at: DateTime<Utc>,
     /// Set while a rebuild's heartbeat is fresh.
     rebuilding: bool,
@@ -340,7 +362,7 @@ struct StatusRow {
 pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, StoreError> {
     let rows: Vec<StatusRow> = sqlx::query_as(
         "SELECT name, transaction_id, global_position, status, last_error, \
-         failed_transaction_id, failed_position, applied, updated_at, \
+         failed_transaction_id, failed_position, applied, duplicates_ignored, updated_at, \
          coalesce(rebuild_heartbeat_at > now() - interval '30 seconds', false) AS rebuilding, \
          rebuild_applied, rebuild_total \
          FROM consumer_checkpoints ORDER BY name",
@@ -381,6 +403,7 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
                 .zip(row.failed_position)
                 .map(|(t, p)| Position::new(t, p)),
             applied: row.applied,
+            duplicates_ignored: row.duplicates_ignored,
             updated_at: row.updated_at,
             rebuild,
         });

@@ -377,6 +377,9 @@ impl<H: EventHandler> DurableConsumer<H> {
             .await
             .map_err(ApplyError::Store)?;
         let fresh: Vec<&StoredEvent> = batch.iter().filter(|e| e.position > cursor).collect();
+        // Guarantee 4: an event at or before the cursor was applied already; it is acknowledged
+        // with the run and only counted, so operators (and tests) see the duplicates arrive.
+        let duplicates = batch.len() - fresh.len();
         let wanted: Vec<&StoredEvent> = fresh
             .iter()
             .copied()
@@ -402,7 +405,16 @@ impl<H: EventHandler> DurableConsumer<H> {
                 .await
                 .map_err(ApplyError::Store)?;
         }
+        if duplicates > 0 {
+            checkpoint::count_duplicates(&mut tx, name, duplicates as i64)
+                .await
+                .map_err(ApplyError::Store)?;
+        }
         tx.commit().await.map_err(ApplyError::Store)?;
+        if duplicates > 0 {
+            metrics::counter!("consumer_duplicates_ignored_total", "consumer" => name.clone())
+                .increment(duplicates as u64);
+        }
         if applied > 0 {
             metrics::counter!("consumer_events_applied_total", "consumer" => name.clone())
                 .increment(applied as u64);

@@ -135,6 +135,19 @@ impl LogReader {
         Ok(row.map(|(tx, pos)| Position::new(tx, pos)))
     }
 
+    /// The position of the last event, in log order, of any aggregate of `aggregate_type`: what
+    /// a reader must have applied to have seen every one of them written so far.
+    pub async fn last_of_type(&self, aggregate_type: &str) -> Result<Option<Position>, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events \
+             WHERE aggregate_type = $1 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(tx, pos)| Position::new(tx, pos)))
+    }
+
     /// Every event of one aggregate, by version.
     pub async fn stream(
         &self,

@@ -364,9 +364,16 @@ async fn redelivered_events_are_acknowledged_and_ignored(pool: PgPool) {
     scenario(pool, |s| async move {
         s.start_relay();
         let first = s.start_consumer(fast_config(&["#"]));
+        // Live before anything is written: each event reaches it once, by the queue alone, so
+        // every duplicate it counts is one republished below.
+        s.wait_status("the consumer to go LIVE", |st| {
+            st.status == ConsumerState::Live
+        })
+        .await;
         support::append_many(&s.pool, "Thing", 20).await;
         s.wait_applied(20).await;
         let events = log(&s.pool, 20).await;
+        let ignored_before = s.wait_live_at_head().await.duplicates_ignored;
 
         // Every event's message a second time, exactly as the relay sends it, while the consumer
         // runs; then a restart, which catches up from the log again and then reads the queue.
@@ -394,7 +401,17 @@ async fn redelivered_events_are_acknowledged_and_ignored(pool: PgPool) {
         }
         let _ = conn.close(200, "republished".into()).await;
         s.stop(first).await;
+        // The row still says LIVE from the first session: mark it, so LIVE below is the new one's
+        // (which caught up from the log, so the next event reaches it by the queue alone).
+        sqlx::query("UPDATE consumer_checkpoints SET status = 'CATCHING_UP'")
+            .execute(&s.pool)
+            .await
+            .expect("mark");
         s.start_consumer(fast_config(&["#"]));
+        s.wait_status("the new session to go LIVE", |st| {
+            st.status == ConsumerState::Live
+        })
+        .await;
 
         // The queue is FIFO: once this one is applied, every duplicate before it was handled.
         support::append_raw(&s.pool, "Thing", "last", 1, "Happened").await;
@@ -416,6 +433,11 @@ async fn redelivered_events_are_acknowledged_and_ignored(pool: PgPool) {
         assert_applied_once(&s.pool, &all.iter().collect::<Vec<_>>()).await;
         let status = s.wait_live_at_head().await;
         assert_eq!(status.applied, 21, "duplicates never reached the handler");
+        assert_eq!(
+            status.duplicates_ignored - ignored_before,
+            20,
+            "every republished event was delivered once more and ignored"
+        );
     })
     .await;
 }

@@ -342,9 +342,12 @@ impl TestApp {
             .post("/api/v1/products", Some(&admin.token), body)
             .await
             .expect(201);
-        product.data()["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("product id")
+        let id = product.data()["id"].as_str().expect("product id");
+        // The write answers at once; a customer's first look at it waits for the catalog, the
+        // way the API's own clients do (X-Min-Position).
+        self.get_after(&format!("/api/v1/products/{id}"), None, &product.position())
+            .await
+            .expect(200);
+        id.parse().expect("product id")
     }
 }

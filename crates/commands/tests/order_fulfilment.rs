@@ -276,6 +276,16 @@ impl Pipeline {
         }
     }
 
+    /// Deliveries the saga acknowledged and ignored as already applied.
+    async fn duplicates_ignored(&self) -> i64 {
+        commerce_event_store::checkpoint::consumer_statuses(&self.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == OrderFulfilmentProcess::NAME)
+            .map_or(0, |s| s.duplicates_ignored)
+    }
+
     async fn count(&self, event_type: &str) -> usize {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
             .bind(event_type)
@@ -540,6 +550,7 @@ async fn every_saga_event_delivered_twice_gives_the_same_outcome(pool: PgPool) {
     .await;
     p.settle().await;
     let before = snapshot(&p, &[a, b]).await;
+    let ignored_before = p.duplicates_ignored().await;
 
     // Deliver every event again: republish each message, and restart the saga from scratch so
     // it also re-reads the whole log.
@@ -547,6 +558,8 @@ async fn every_saga_event_delivered_twice_gives_the_same_outcome(pool: PgPool) {
     let events = log.read_after(Position::START, 10_000).await.unwrap();
     // With publisher confirms: every duplicate surely reached the broker.
     commerce_testkit::republish(&p.broker, &events).await;
+    let routed = commerce_testkit::routed_to(&events, &OrderFulfilmentProcess::bindings());
+    assert!(routed > 0, "nothing republished reaches the saga");
     p.stop_saga().await;
     sqlx::query(
         "UPDATE consumer_checkpoints SET transaction_id = 0, global_position = 0 WHERE name = $1",
@@ -557,6 +570,20 @@ async fn every_saga_event_delivered_twice_gives_the_same_outcome(pool: PgPool) {
     .unwrap();
     p.start_saga();
     p.settle().await;
+    // The rewound saga reaches the head from the log; the duplicates wait in its queue behind.
+    commerce_testkit::eventually(
+        Duration::from_secs(20),
+        "every duplicate delivered",
+        || async {
+            let ignored = p.duplicates_ignored().await - ignored_before;
+            assert!(
+                ignored <= routed,
+                "{ignored} duplicates ignored, {routed} sent"
+            );
+            (ignored == routed).then_some(())
+        },
+    )
+    .await;
 
     assert_eq!(
         snapshot(&p, &[a, b]).await,

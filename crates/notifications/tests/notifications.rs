@@ -122,6 +122,16 @@ impl Scenario {
         events
     }
 
+    /// Deliveries the process acknowledged and ignored as already applied.
+    async fn duplicates_ignored(&self) -> i64 {
+        checkpoint::consumer_statuses(&self.pool)
+            .await
+            .expect("statuses")
+            .into_iter()
+            .find(|c| c.name == NAME)
+            .map_or(0, |c| c.duplicates_ignored)
+    }
+
     /// Waits until the process has caught up with the log and follows its queue.
     async fn wait_live(&self) {
         support::eventually(WAIT, "the process to be LIVE", || async move {
@@ -497,15 +507,21 @@ async fn delivering_every_event_twice_still_notifies_once_per_trigger(pool: PgPo
     scenario(pool, |s| async move {
         s.start_relay();
         let first = s.start_process(false);
+        // Live before the story: each event reaches it once, by the queue alone, so every
+        // duplicate it counts below is one republished here.
+        s.wait_live().await;
         let store = EventStore::new(s.pool.clone());
         let story = tell_story(&store).await;
         let events = s.wait_processed(9).await;
         let before = rows(&s.pool).await;
         assert_eq!(before.len(), 6);
+        let ignored_before = s.duplicates_ignored().await;
 
         // Every message a second time, then a restart that also re-reads the whole log: the
         // cursor is rewound, as a replay would, so the process itself sees every event again.
         support::republish(&s.broker, &events).await;
+        let routed = support::routed_to(&events, &NotificationsProcess::bindings());
+        assert!(routed > 0, "nothing republished reaches the process");
         s.stop(first).await;
         sqlx::query(
             "UPDATE consumer_checkpoints \
@@ -528,6 +544,11 @@ async fn delivering_every_event_twice_still_notifies_once_per_trigger(pool: PgPo
         })
         .await;
         assert_eq!(rows(&s.pool).await.len(), 7);
+        assert_eq!(
+            s.duplicates_ignored().await - ignored_before,
+            routed,
+            "the process did not receive and ignore exactly the duplicates sent"
+        );
 
         let after = rows(&s.pool).await;
         for row in &before {

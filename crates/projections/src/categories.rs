@@ -59,8 +59,10 @@ impl Projection for CategoriesProjection {
 }
 
 async fn apply_category(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), HandlerError> {
-    let at = event.recorded_at;
-    match event.payload_as::<CategoryEvent>()? {
+    // The event's own time, which the command answered with (so the two agree).
+    let event: CategoryEvent = event.payload_as()?;
+    let at = event.at();
+    match event {
         CategoryEvent::CategoryCreated {
             category_id,
             name,

@@ -49,7 +49,7 @@ impl Projection for ReviewsProjection {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
-        let at = event.recorded_at;
+        // Times are the event's own, which the command answered with (so the two agree).
         match event.payload_as::<ReviewEvent>()? {
             ReviewEvent::ReviewSubmitted {
                 review_id,
@@ -58,7 +58,7 @@ impl Projection for ReviewsProjection {
                 rating,
                 comment,
                 verified_purchase,
-                ..
+                at,
             } => {
                 sqlx::query(
                     "INSERT INTO reviews (id, product_id, user_id, rating, comment, \
@@ -82,7 +82,7 @@ impl Projection for ReviewsProjection {
                 .execute(conn)
                 .await?;
             }
-            ReviewEvent::ReviewDeleted { review_id, .. } => {
+            ReviewEvent::ReviewDeleted { review_id, at, .. } => {
                 sqlx::query(
                     "UPDATE reviews SET comment = '', deleted_at = $3, updated_at = $3, \
                      version = $2 WHERE id = $1 AND version < $2",

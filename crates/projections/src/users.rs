@@ -57,8 +57,10 @@ impl Projection for UsersProjection {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
-        let at = event.recorded_at;
-        match event.payload_as::<UserEvent>()? {
+        // The event's own time, which the command answered with (so the two agree).
+        let event: UserEvent = event.payload_as()?;
+        let at = event.at();
+        match event {
             UserEvent::UserRegistered {
                 user_id,
                 email,

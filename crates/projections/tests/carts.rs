@@ -199,9 +199,9 @@ async fn a_line_removed_and_added_again_goes_last(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
-    h.run(CartsProjection);
+    h.run_live(CartsProjection).await;
     let ids = workload(&h).await;
-    h.assert_redelivery_changes_nothing(CartsProjection::NAME, async {
+    h.assert_redelivery_changes_nothing::<CartsProjection>(async {
         let later = Uuid::new_v4();
         add(&h, later, ids.widget, "Widget", usd(250), 1).await;
         later.to_string()

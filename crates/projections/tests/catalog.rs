@@ -542,10 +542,12 @@ async fn full_text_search_covers_name_and_description_and_accepts_any_input(pool
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
-    h.run(CatalogProjection);
+    h.run_live(CatalogProjection).await;
     let c = workload(&h).await;
-    h.assert_redelivery_changes_nothing(NAME, async { category(&h, "Garden").await.to_string() })
-        .await;
+    h.assert_redelivery_changes_nothing::<CatalogProjection>(async {
+        category(&h, "Garden").await.to_string()
+    })
+    .await;
     let pro = get(&pool, c.pro).await;
     assert_eq!((pro.rating.count, pro.stock.reserved), (3, 3));
     h.shutdown().await;

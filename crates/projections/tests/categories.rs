@@ -216,10 +216,12 @@ async fn names_are_found_case_insensitively_among_live_categories(pool: PgPool) 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
-    h.run(CategoriesProjection);
+    h.run_live(CategoriesProjection).await;
     let s = workload(&h).await;
-    h.assert_redelivery_changes_nothing(NAME, async { category(&h, "Music").await.to_string() })
-        .await;
+    h.assert_redelivery_changes_nothing::<CategoriesProjection>(async {
+        category(&h, "Music").await.to_string()
+    })
+    .await;
     assert!(
         categories::get(&pool, s.garden).await.unwrap().is_none(),
         "a redelivered creation does not bring a deleted category back"

@@ -206,9 +206,9 @@ async fn stock_levels_availability_and_movements_are_projected(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
-    h.run(InventoryProjection);
+    h.run_live(InventoryProjection).await;
     workload(&h).await;
-    h.assert_redelivery_changes_nothing(InventoryProjection::NAME, async {
+    h.assert_redelivery_changes_nothing::<InventoryProjection>(async {
         let later = Uuid::new_v4();
         adjust(&h, later, StockAdjustment::Add(1), None).await;
         later.to_string()

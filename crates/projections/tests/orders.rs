@@ -422,10 +422,10 @@ async fn orders_follow_every_path_of_the_fulfilment_flow(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
-    h.run(OrdersProjection);
+    h.run_live(OrdersProjection).await;
     let w = workload(&h).await;
     let once = h
-        .assert_redelivery_changes_nothing(OrdersProjection::NAME, async {
+        .assert_redelivery_changes_nothing::<OrdersProjection>(async {
             place(&h, w.bob, &[(w.p.widget, "Widget", 1, 1_999)])
                 .await
                 .to_string()

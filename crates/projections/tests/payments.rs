@@ -296,10 +296,10 @@ async fn saved_methods_list_the_one_default_first_then_the_newest(pool: PgPool) 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
-    h.run(PaymentsProjection);
+    h.run_live(PaymentsProjection).await;
     let w = workload(&h).await;
     let once = h
-        .assert_redelivery_changes_nothing(PaymentsProjection::NAME, async {
+        .assert_redelivery_changes_nothing::<PaymentsProjection>(async {
             capture(&h, w.bob, Uuid::new_v4(), 100, false)
                 .await
                 .to_string()

@@ -143,9 +143,9 @@ async fn live_reviews_are_listed_newest_first_and_deleted_ones_disappear(pool: P
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
-    h.run(ReviewsProjection);
+    h.run_live(ReviewsProjection).await;
     let ids = workload(&h).await;
-    h.assert_redelivery_changes_nothing(ReviewsProjection::NAME, async {
+    h.assert_redelivery_changes_nothing::<ReviewsProjection>(async {
         let later = Uuid::new_v4();
         submit(&h, later, ids.kettle, 3, "Fine", false).await;
         later.to_string()

@@ -84,9 +84,9 @@ async fn users_are_projected_without_password_hashes(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_event_delivered_twice_leaves_the_same_read_model(pool: PgPool) {
     let mut h = Harness::start(pool.clone());
-    h.run(UsersProjection);
+    h.run_live(UsersProjection).await;
     workload(&h).await;
-    h.assert_redelivery_changes_nothing(UsersProjection::NAME, async {
+    h.assert_redelivery_changes_nothing::<UsersProjection>(async {
         register(&h, "carol@example.com", "Carol").await;
         "carol@example.com".to_owned()
     })

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use commerce_event_store::consumer::topic_matches;
 use commerce_event_store::{BrokerConfig, Position, QueueType, StoredEvent};
 use futures::StreamExt;
 use lapin::options::{
@@ -187,6 +188,19 @@ pub async fn cleanup(broker: &BrokerConfig, queues: &[&str]) {
     }
 }
 /// Publishes `events` to `<ns>.events` a second time, exactly as the relay does, with confirms.
+/// How many of `events` a queue bound with `bindings` receives: the duplicates a consumer gets
+/// when they are republished.
+pub fn routed_to(events: &[StoredEvent], bindings: &[String]) -> i64 {
+    let routed = events
+        .iter()
+        .filter(|e| {
+            let key = e.routing_key();
+            bindings.iter().any(|b| topic_matches(b, &key))
+        })
+        .count();
+    i64::try_from(routed).unwrap_or(i64::MAX)
+}
+
 pub async fn republish(broker: &BrokerConfig, events: &[StoredEvent]) {
     let conn = broker.connect("test-republish").await.expect("connect");
     let channel = conn.create_channel().await.expect("channel");

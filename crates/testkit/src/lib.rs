@@ -15,7 +15,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use broker::{
-    broker, cleanup, close_broker_connection, collect_events, republish, tap, Received, AMQP_URL,
+    broker, cleanup, close_broker_connection, collect_events, republish, routed_to, tap, Received,
+    AMQP_URL,
 };
 pub use smtp::{Mail, SmtpSink};
 

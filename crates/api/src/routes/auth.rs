@@ -28,7 +28,8 @@ use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::routes::users::{self, UserBody};
+use crate::routes::left_no;
+use crate::routes::users::UserBody;
 use crate::state::AppState;
 
 /// The one answer to a wrong password, an unknown email and a deactivated account.
@@ -182,16 +183,8 @@ async fn register(
             DispatchError::Rejected(UserError::EmailTaken { .. }) => email_taken(),
             other => other.into(),
         })?;
-    let position = executed.position;
-    let body = match users::view_after(&state, user_id, position).await {
-        Ok(body) => body,
-        // The account exists: answering 503 would make the client retry into a 409.
-        Err(ApiError::Unavailable(_)) => {
-            UserBody::registered(user_id, &input.email, &input.name, phone.as_deref(), at)
-        }
-        Err(other) => return Err(other),
-    };
-    Ok(Written::new(StatusCode::CREATED, position, body))
+    let body = UserBody::of(&executed.aggregate).ok_or_else(|| left_no("user"))?;
+    Ok(Written::new(StatusCode::CREATED, executed.position, body))
 }
 
 /// Sign in with email and password.
@@ -220,7 +213,7 @@ async fn login(
     if !(registered && matches && user.is_active()) {
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.to_owned()));
     }
-    let pair = issue_pair(&state, user_id, user.roles(), Uuid::new_v4()).await?;
+    let pair = issue_pair(&state, &user, Uuid::new_v4()).await?;
     Ok(axum::Json(Data::new(pair)))
 }
 
@@ -242,7 +235,7 @@ async fn refresh_pair(
             "this account is deactivated".to_owned(),
         ));
     }
-    let pair = issue_pair(&state, user_id, user.roles(), family).await?;
+    let pair = issue_pair(&state, &user, family).await?;
     Ok(axum::Json(Data::new(pair)))
 }
 
@@ -254,20 +247,17 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Stat
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// An access token with the user's current roles and a refresh token in `family`.
-async fn issue_pair(
-    state: &AppState,
-    user_id: Uuid,
-    roles: &[Role],
-    family: Uuid,
-) -> ApiResult<TokenPair> {
-    // Read first: a 503 here leaves no unused refresh token behind.
-    let user = users::current_view(state, user_id).await?;
+/// An access token with the user's current roles and a refresh token in `family`, for `user`
+/// as just loaded from their stream (which also gives the answer's profile: no read model).
+async fn issue_pair(state: &AppState, user: &User, family: Uuid) -> ApiResult<TokenPair> {
+    let (Some(user_id), Some(body)) = (user.user_id(), UserBody::of(user)) else {
+        return Err(left_no("user"));
+    };
     let now = Utc::now();
     let (access_token, expires_at) =
         state
             .keys
-            .issue(user_id, roles, now, state.config.access_ttl)?;
+            .issue(user_id, user.roles(), now, state.config.access_ttl)?;
     let refresh_ttl =
         chrono::Duration::from_std(state.config.refresh_ttl).map_err(ApiError::internal)?;
     let refresh_token = refresh::issue(&state.pool, user_id, family, now + refresh_ttl).await?;
@@ -276,6 +266,6 @@ async fn issue_pair(
         refresh_token,
         token_type: "Bearer".to_owned(),
         expires_at,
-        user,
+        user: body,
     })
 }

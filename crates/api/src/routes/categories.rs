@@ -1,11 +1,18 @@
 //! `/categories`: public reads, admin writes. Names are unique case-insensitively among live
 //! categories; a category used by an active product cannot be deleted.
+//!
+//! Writes answer from the `Category` aggregate they ran; the product count is the products' to
+//! know, read from the read model (0 for a new category). Name uniqueness is checked against the
+//! read model under one lock for every name write, after the read model has applied every
+//! category event written before: so a write waits for its predecessors, never for itself.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use commerce_commands::Executed;
 use commerce_domain::category::{Category, CategoryCommand};
 use commerce_projections::categories::{self, CategoryView};
+use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -18,6 +25,7 @@ use crate::context::RequestId;
 use crate::envelope::{Data, PageQuery, Paginated};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
+use crate::routes::{as_stored, left_no};
 use crate::state::AppState;
 
 const READ_MODEL: &[&str] = &["categories"];
@@ -31,6 +39,23 @@ pub struct CategoryBody {
     product_count: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+impl CategoryBody {
+    /// The answer for category `id` as a command left it, used by `product_count` products.
+    fn of(id: Uuid, category: &Category, product_count: i64) -> ApiResult<Self> {
+        let Some((created_at, updated_at)) = category.times() else {
+            return Err(left_no("category"));
+        };
+        Ok(Self {
+            id,
+            name: category.name().to_owned(),
+            slug: category.slug().to_owned(),
+            product_count,
+            created_at: as_stored(created_at),
+            updated_at: as_stored(updated_at),
+        })
+    }
 }
 
 impl From<CategoryView> for CategoryBody {
@@ -120,12 +145,11 @@ async fn create(
         slug: input.slug.unwrap_or_default(),
         at: Utc::now(),
     };
-    let position =
+    let executed =
         write_unique_name(&state, id, &input.name, command, &request_id, &caller).await?;
-    let view = categories::get(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::Unavailable("the category is not readable yet".to_owned()))?;
-    Ok(Written::new(StatusCode::CREATED, position, view.into()))
+    // No product can be in a category that did not exist a moment ago.
+    let body = CategoryBody::of(id, &executed.aggregate, 0)?;
+    Ok(Written::new(StatusCode::CREATED, executed.position, body))
 }
 
 /// Rename a category (admin).
@@ -147,12 +171,11 @@ async fn rename(
         slug: input.slug.unwrap_or_default(),
         at: Utc::now(),
     };
-    let position =
+    let executed =
         write_unique_name(&state, id, &input.name, command, &request_id, &caller).await?;
-    let view = categories::get(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("category"))?;
-    Ok(Written::new(StatusCode::OK, position, view.into()))
+    let used = categories::product_count(&state.pool, id).await?;
+    let body = CategoryBody::of(id, &executed.aggregate, used)?;
+    Ok(Written::new(StatusCode::OK, executed.position, body))
 }
 
 /// Delete a category no active product uses (admin).
@@ -165,12 +188,16 @@ async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     request_id: RequestId,
+    min: MinPosition,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Written<()>> {
     caller.require_admin()?;
-    if categories::get(&state.pool, id).await?.is_none() {
+    let (category, version) = state.aggregates.load::<Category>(&id.to_string()).await?;
+    if !category.is_live() {
         return Err(ApiError::not_found("category"));
     }
+    // The count is the products': it reflects the caller's own product writes (read-your-writes).
+    min.wait(&state, READ_MODEL).await?;
     let used = categories::product_count(&state.pool, id).await?;
     if used > 0 {
         return Err(ApiError::Conflict {
@@ -180,20 +207,22 @@ async fn delete(
     }
     let executed = state
         .dispatcher
-        .execute::<Category>(
+        .execute_from::<Category>(
             &id.to_string(),
             CategoryCommand::DeleteCategory { at: Utc::now() },
             &request_id.metadata(&caller),
+            (category, version),
         )
         .await?;
-    let position = executed.position;
-    MinPosition::at(position).wait(&state, READ_MODEL).await?;
-    Ok(Written::no_content(position))
+    Ok(Written::no_content(executed.position))
 }
 
-/// Runs a create or rename under a lock on category names, and waits until the read model shows
-/// it, so the next name check (by any API instance) sees this name. The lock is a transaction
-/// advisory lock in a transaction that writes nothing, so it does not hold back the log horizon.
+/// Runs a create or rename under a lock on category names. Holding the lock, it first waits
+/// until the read model has applied the last category event in the log (every earlier name write
+/// committed before its writer let go of the lock), so the name check sees every name written so
+/// far, by any API instance; its own event is for the next writer to wait for. The lock is a
+/// transaction advisory lock in a transaction that writes nothing, so it does not hold back the
+/// log horizon.
 async fn write_unique_name(
     state: &AppState,
     id: Uuid,
@@ -201,11 +230,14 @@ async fn write_unique_name(
     command: CategoryCommand,
     request_id: &RequestId,
     caller: &Caller,
-) -> ApiResult<commerce_event_store::Position> {
+) -> ApiResult<Executed<Category>> {
     let mut lock = state.pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('api.category-names'))")
         .execute(&mut *lock)
         .await?;
+    if let Some(last) = state.log.last_of_type(Category::TYPE).await? {
+        MinPosition::at(last).wait(state, READ_MODEL).await?;
+    }
     if let Some(existing) = categories::find_by_name(&state.pool, name).await? {
         if existing.id != id {
             return Err(ApiError::Conflict {
@@ -218,8 +250,6 @@ async fn write_unique_name(
         .dispatcher
         .execute::<Category>(&id.to_string(), command, &request_id.metadata(caller))
         .await?;
-    let position = executed.position;
-    MinPosition::at(position).wait(state, READ_MODEL).await?;
     lock.commit().await?;
-    Ok(position)
+    Ok(executed)
 }

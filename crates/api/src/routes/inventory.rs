@@ -61,6 +61,19 @@ impl From<StockLevelView> for StockLevelBody {
     }
 }
 
+impl StockLevelBody {
+    /// The answer for `stock`, product `product_id`'s inventory as a command left it.
+    fn of(product_id: Uuid, stock: &Inventory) -> Self {
+        Self {
+            product_id,
+            available: stock.available(),
+            reserved: stock.reserved(),
+            total: stock.total(),
+            warehouse_id: DEFAULT_WAREHOUSE_ID.to_owned(),
+        }
+    }
+}
+
 /// Products and quantities to check.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -296,14 +309,8 @@ async fn adjust(
             &request_id.metadata(&caller),
         )
         .await?;
-    let position = executed.position;
-    MinPosition::at(position)
-        .wait(&state, &["inventory"])
-        .await?;
-    let level = inventory::get(&state.pool, product_id)
-        .await?
-        .ok_or_else(|| ApiError::Unavailable("the stock is not readable yet".to_owned()))?;
-    Ok(Written::new(StatusCode::OK, position, level.into()))
+    let level = StockLevelBody::of(product_id, &executed.aggregate);
+    Ok(Written::new(StatusCode::OK, executed.position, level))
 }
 
 /// A product's stock movements, oldest first (admin, auditor).

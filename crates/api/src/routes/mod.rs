@@ -20,6 +20,7 @@ pub mod users;
 
 use axum::http::Uri;
 use axum::Router;
+use chrono::{DateTime, SubsecRound, Utc};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -67,6 +68,18 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router(state.ops.clone()))
         .fallback(not_found);
     crate::middleware::apply(app, &state)
+}
+
+/// An event's time as the read models store it (Postgres keeps microseconds), so a command's
+/// answer, built from its events, and a later read of the same resource agree to the digit.
+pub(crate) fn as_stored(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+/// The 500 for a command that succeeded yet left no `what` to answer with: the domain rules it
+/// out, so it is a bug, never a client's fault.
+pub(crate) fn left_no(what: &str) -> ApiError {
+    ApiError::Internal(format!("a successful command left no {what} to answer with").into())
 }
 
 async fn not_found(uri: Uri) -> ApiError {

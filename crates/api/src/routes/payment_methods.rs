@@ -8,8 +8,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use commerce_commands::Executed;
 use commerce_domain::payment_method::{PaymentMethod, PaymentMethodCommand};
-use commerce_event_store::Position;
 use commerce_projections::payments::{self, PaymentMethodView};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,8 +21,9 @@ use crate::auth::Caller;
 use crate::consistency::{MinPosition, Written};
 use crate::context::RequestId;
 use crate::envelope::Data;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Json, Path};
+use crate::routes::{as_stored, left_no};
 use crate::state::AppState;
 
 const READ_MODEL: &[&str] = &["payments"];
@@ -111,15 +112,22 @@ async fn add(
         is_default: input.is_default,
         at: Utc::now(),
     };
-    let position = write(&state, &caller, &request_id, command).await?;
-    let view = payments::list_methods(&state.pool, caller.user_id)
-        .await?
-        .into_iter()
-        .find(|m| m.id == method_id)
-        .ok_or_else(|| {
-            ApiError::Unavailable("the payment method is not readable yet".to_owned())
-        })?;
-    Ok(Written::new(StatusCode::CREATED, position, view.into()))
+    let executed = write(&state, &caller, &request_id, command).await?;
+    let methods = &executed.aggregate;
+    let body = methods
+        .methods()
+        .iter()
+        .find(|m| m.method_id == method_id)
+        .map(|m| PaymentMethodBody {
+            id: m.method_id,
+            user_id: caller.user_id,
+            method_type: m.method_type.clone(),
+            gateway_method_id: m.gateway_method_id.clone(),
+            is_default: methods.default_method() == Some(m.method_id),
+            created_at: as_stored(m.added_at),
+        })
+        .ok_or_else(|| left_no("payment method"))?;
+    Ok(Written::new(StatusCode::CREATED, executed.position, body))
 }
 
 /// Forget a saved payment method; if it was the default, the oldest remaining one becomes it.
@@ -137,27 +145,24 @@ async fn remove(
         method_id: id,
         at: Utc::now(),
     };
-    let position = write(&state, &caller, &request_id, command).await?;
-    Ok(Written::no_content(position))
+    let executed = write(&state, &caller, &request_id, command).await?;
+    Ok(Written::no_content(executed.position))
 }
 
-/// Runs `command` on the caller's methods and waits until the read model shows it, so the next
-/// list (from any API instance) does too.
+/// Runs `command` on the caller's methods. The answer comes from the aggregate it leaves; the
+/// caller's next list waits for it by read-your-writes, on any API instance.
 async fn write(
     state: &AppState,
     caller: &Caller,
     request_id: &RequestId,
     command: PaymentMethodCommand,
-) -> ApiResult<Position> {
-    let executed = state
+) -> ApiResult<Executed<PaymentMethod>> {
+    Ok(state
         .dispatcher
         .execute::<PaymentMethod>(
             &caller.user_id.to_string(),
             command,
             &request_id.metadata(caller),
         )
-        .await?;
-    let position = executed.position;
-    MinPosition::at(position).wait(state, READ_MODEL).await?;
-    Ok(position)
+        .await?)
 }

@@ -26,6 +26,7 @@ use crate::envelope::{Data, PageQuery, Paginated};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::routes::products::{checked_text, load_product};
+use crate::routes::{as_stored, left_no};
 use crate::state::AppState;
 
 const READ_MODEL: &[&str] = &["reviews", "catalog"];
@@ -153,10 +154,18 @@ async fn submit(
             },
             other => other.into(),
         })?;
-    let position = executed.position;
-    MinPosition::at(position).wait(&state, &["reviews"]).await?;
-    let view = reviews::get(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::Unavailable("the review is not readable yet".to_owned()))?;
-    Ok(Written::new(StatusCode::CREATED, position, view.into()))
+    let review = &executed.aggregate;
+    let (Some(submitted), Some(rating)) = (review.submitted(), review.rating()) else {
+        return Err(left_no("review"));
+    };
+    let body = ReviewBody {
+        id,
+        product_id: submitted.product_id,
+        user_id: submitted.user_id,
+        rating: i16::from(rating),
+        comment: submitted.comment.to_owned(),
+        verified_purchase: submitted.verified_purchase,
+        created_at: as_stored(submitted.at),
+    };
+    Ok(Written::new(StatusCode::CREATED, executed.position, body))
 }

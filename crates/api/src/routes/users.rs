@@ -1,7 +1,7 @@
 //! `/users`: profiles, deactivation and roles. A user's profile is theirs and the admins': anyone
 //! else gets 404 (not 403), so ids cannot be probed. Every write answers with the user as the
-//! users read model shows it *after* the write (it waits for the written position), and no answer
-//! ever carries a password or its hash (the read model never holds them).
+//! command left the aggregate (never waiting for the users read model), with the times of its
+//! events as the read model records them; no answer ever carries a password or its hash.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,6 +22,7 @@ use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
+use crate::routes::{as_stored, left_no};
 use crate::state::AppState;
 
 const READ_MODEL: &[&str] = &["users"];
@@ -59,49 +60,49 @@ impl From<UserView> for UserBody {
 }
 
 impl UserBody {
-    /// A just-registered customer as its registration command describes it (trimmed the way the
-    /// aggregate trims), for when the read model is too slow to show it.
-    pub(crate) fn registered(
-        id: Uuid,
-        email: &str,
-        name: &str,
-        phone: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Self {
-        Self {
+    /// The answer for `user` as a command or a login left it; `None` before registration.
+    pub(crate) fn of(user: &User) -> Option<Self> {
+        let (id, (created_at, updated_at)) = (user.user_id()?, user.times()?);
+        Some(Self {
             id,
-            email: email.trim().to_owned(),
-            name: name.trim().to_owned(),
-            phone: phone.map(|p| p.trim().to_owned()),
-            roles: vec!["customer".to_owned()],
-            is_active: true,
-            created_at: at,
-            updated_at: at,
-        }
+            email: user.email().to_owned(),
+            name: user.name().to_owned(),
+            phone: user.phone().map(str::to_owned),
+            // The aggregate keeps its roles sorted in the API's order.
+            roles: user
+                .roles()
+                .iter()
+                .map(|r| role_name(*r).to_owned())
+                .collect(),
+            is_active: user.is_active(),
+            created_at: as_stored(created_at),
+            updated_at: as_stored(updated_at),
+        })
+    }
+
+    /// The answer for the user a command just wrote (500 if it left no user, which the domain
+    /// rules out for every command that succeeds).
+    fn written(user: &User) -> ApiResult<Self> {
+        Self::of(user).ok_or_else(|| left_no("user"))
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Customer => "customer",
+        Role::Admin => "admin",
+        Role::Auditor => "auditor",
     }
 }
 
 /// The user `id` once the users read model has applied `position` (503 if it does not get there
 /// within the read bound).
-pub(crate) async fn view_after(
-    state: &AppState,
-    id: Uuid,
-    position: Position,
-) -> ApiResult<UserBody> {
+async fn view_after(state: &AppState, id: Uuid, position: Position) -> ApiResult<UserBody> {
     MinPosition::at(position).wait(state, READ_MODEL).await?;
     users::get(&state.pool, id)
         .await?
         .map(Into::into)
         .ok_or_else(|| ApiError::Unavailable("the user is not readable yet; retry".to_owned()))
-}
-
-/// The user `id` as of the last event of their stream (read-your-writes without a token).
-pub(crate) async fn current_view(state: &AppState, id: Uuid) -> ApiResult<UserBody> {
-    let position = state
-        .log
-        .last_of_stream(User::TYPE, &id.to_string())
-        .await?;
-    view_after(state, id, position.unwrap_or_default()).await
 }
 
 /// A partial profile update: absent fields are kept.
@@ -266,9 +267,8 @@ async fn update_profile(
         .dispatcher
         .execute::<User>(&id.to_string(), command, &request_id.metadata(caller))
         .await?;
-    let position = executed.position;
-    let body = view_after(state, id, position).await?;
-    Ok(Written::new(StatusCode::OK, position, body))
+    let body = UserBody::written(&executed.aggregate)?;
+    Ok(Written::new(StatusCode::OK, executed.position, body))
 }
 
 /// Deactivate a user (admin, or the user themself): login, refresh and live access tokens stop
@@ -321,7 +321,6 @@ async fn set_roles(
         .dispatcher
         .execute::<User>(&id.to_string(), command, &request_id.metadata(&caller))
         .await?;
-    let position = executed.position;
-    let body = view_after(&state, id, position).await?;
-    Ok(Written::new(StatusCode::OK, position, body))
+    let body = UserBody::written(&executed.aggregate)?;
+    Ok(Written::new(StatusCode::OK, executed.position, body))
 }

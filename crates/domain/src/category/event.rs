@@ -43,6 +43,17 @@ pub enum CategoryEvent {
     },
 }
 
+impl CategoryEvent {
+    /// When it happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::CategoryCreated { at, .. }
+            | Self::CategoryRenamed { at, .. }
+            | Self::CategoryDeleted { at, .. } => *at,
+        }
+    }
+}
+
 impl DomainEvent for CategoryEvent {
     fn event_type(&self) -> String {
         match self {

@@ -8,6 +8,7 @@ mod event;
 #[cfg(test)]
 mod tests;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -74,12 +75,24 @@ pub struct Category {
     name: String,
     slug: String,
     deleted: bool,
+    /// The `at` of the first and of the latest event; required, so an older snapshot is replayed.
+    times: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Category {
     /// The current name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The URL slug.
+    pub fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    /// When it was created and last renamed or deleted (the `at` of its first and latest event).
+    pub fn times(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.times
     }
 
     /// Whether the category exists and is not deleted.
@@ -159,6 +172,7 @@ impl Aggregate for Category {
     }
 
     fn apply(&mut self, event: Self::Event) {
+        let at = event.at();
         match event {
             CategoryEvent::CategoryCreated {
                 category_id,
@@ -171,6 +185,7 @@ impl Aggregate for Category {
                     name,
                     slug,
                     deleted: false,
+                    times: None,
                 };
             }
             CategoryEvent::CategoryRenamed { name, slug, .. } => {
@@ -179,5 +194,6 @@ impl Aggregate for Category {
             }
             CategoryEvent::CategoryDeleted { .. } => self.deleted = true,
         }
+        self.times = Some(self.times.map_or((at, at), |(created, _)| (created, at)));
     }
 }

@@ -10,6 +10,7 @@ mod tests;
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,13 @@ struct Processed {
     status: PaymentStatus,
     refunded: Money,
     refund_ids: BTreeSet<Uuid>,
+    method: String,
+    /// The gateway's reference of a capture; `None` for a failed payment.
+    gateway_transaction_id: Option<String>,
+    /// The gateway's reason of a failure.
+    failure_reason: Option<String>,
+    /// The `at` of the capture (or failure) and of the latest event.
+    times: (DateTime<Utc>, DateTime<Utc>),
 }
 
 /// A payment, folded from its events.
@@ -96,6 +104,30 @@ impl Payment {
     /// The amount refunded so far, once processed.
     pub fn refunded(&self) -> Option<Money> {
         self.processed.as_ref().map(|p| p.refunded)
+    }
+
+    /// The payment method named by the payer, once processed.
+    pub fn method(&self) -> Option<&str> {
+        self.processed.as_ref().map(|p| p.method.as_str())
+    }
+
+    /// The gateway's reference of a captured payment.
+    pub fn gateway_transaction_id(&self) -> Option<&str> {
+        self.processed
+            .as_ref()
+            .and_then(|p| p.gateway_transaction_id.as_deref())
+    }
+
+    /// The gateway's reason of a failed payment.
+    pub fn failure_reason(&self) -> Option<&str> {
+        self.processed
+            .as_ref()
+            .and_then(|p| p.failure_reason.as_deref())
+    }
+
+    /// When it was processed and last changed (the `at` of its first and latest event).
+    pub fn times(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.processed.as_ref().map(|p| p.times)
     }
 
     fn decide(&self, command: PaymentCommand) -> Result<Vec<PaymentEvent>, PaymentError> {
@@ -232,56 +264,77 @@ impl Aggregate for Payment {
     }
 
     fn apply(&mut self, event: Self::Event) {
-        let processed = |payment_id, order_id, user_id, amount: Money, status| Processed {
-            payment_id,
-            order_id,
-            user_id,
-            amount,
-            status,
-            refunded: Money::zero(amount.currency),
-            refund_ids: BTreeSet::new(),
-        };
+        let processed =
+            |payment_id, order_id, user_id, amount: Money, status, method, at| Processed {
+                payment_id,
+                order_id,
+                user_id,
+                amount,
+                status,
+                refunded: Money::zero(amount.currency),
+                refund_ids: BTreeSet::new(),
+                method,
+                gateway_transaction_id: None,
+                failure_reason: None,
+                times: (at, at),
+            };
         match event {
             PaymentEvent::PaymentCaptured {
                 payment_id,
                 order_id,
                 user_id,
                 amount,
-                ..
+                method,
+                gateway_transaction_id,
+                at,
             } => {
-                self.processed = Some(processed(
-                    payment_id,
-                    order_id,
-                    user_id,
-                    amount,
-                    PaymentStatus::Completed,
-                ));
+                self.processed = Some(Processed {
+                    gateway_transaction_id: Some(gateway_transaction_id),
+                    ..processed(
+                        payment_id,
+                        order_id,
+                        user_id,
+                        amount,
+                        PaymentStatus::Completed,
+                        method,
+                        at,
+                    )
+                });
             }
             PaymentEvent::PaymentFailed {
                 payment_id,
                 order_id,
                 user_id,
                 amount,
-                ..
+                method,
+                reason,
+                at,
             } => {
-                self.processed = Some(processed(
-                    payment_id,
-                    order_id,
-                    user_id,
-                    amount,
-                    PaymentStatus::Failed,
-                ));
+                self.processed = Some(Processed {
+                    failure_reason: Some(reason),
+                    ..processed(
+                        payment_id,
+                        order_id,
+                        user_id,
+                        amount,
+                        PaymentStatus::Failed,
+                        method,
+                        at,
+                    )
+                });
             }
             PaymentEvent::PaymentRefunded {
                 refund_id,
                 total_refunded,
                 fully_refunded,
+                at,
                 ..
             } => {
                 if let Some(p) = &mut self.processed {
                     p.refund_ids.insert(refund_id);
                     p.refunded = total_refunded;
                     p.status = PaymentStatus::after_refund(fully_refunded);
+                    p.times.1 = at;
                 }
             }
         }

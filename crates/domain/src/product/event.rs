@@ -62,6 +62,17 @@ pub enum ProductEvent {
     },
 }
 
+impl ProductEvent {
+    /// When it happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::ProductCreated { at, .. }
+            | Self::ProductUpdated { at, .. }
+            | Self::ProductDeactivated { at, .. } => *at,
+        }
+    }
+}
+
 impl DomainEvent for ProductEvent {
     fn event_type(&self) -> String {
         match self {

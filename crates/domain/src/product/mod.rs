@@ -8,6 +8,7 @@ mod event;
 #[cfg(test)]
 mod tests;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,8 @@ pub struct Product {
     product_id: Option<Uuid>,
     details: Option<Details>,
     active: bool,
+    /// The `at` of the first and of the latest event; required, so an older snapshot is replayed.
+    times: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Product {
@@ -94,6 +97,27 @@ impl Product {
     /// The current category.
     pub fn category_id(&self) -> Option<Uuid> {
         self.details.as_ref().map(|d| d.category_id)
+    }
+
+    /// The URL slug, once created.
+    pub fn slug(&self) -> Option<&str> {
+        self.details.as_ref().map(|d| d.slug.as_str())
+    }
+
+    /// The description, once created.
+    pub fn description(&self) -> Option<&str> {
+        self.details.as_ref().map(|d| d.description.as_str())
+    }
+
+    /// The image URL, if it has one.
+    pub fn image_url(&self) -> Option<&str> {
+        self.details.as_ref().and_then(|d| d.image_url.as_deref())
+    }
+
+    /// When it was created and last changed, deactivation included (the `at` of its first and
+    /// latest event); `None` before creation.
+    pub fn times(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.times
     }
 
     fn decide(&self, command: ProductCommand) -> Result<Vec<ProductEvent>, ProductError> {
@@ -214,6 +238,7 @@ impl Aggregate for Product {
     }
 
     fn apply(&mut self, event: Self::Event) {
+        let at = event.at();
         match event {
             ProductEvent::ProductCreated {
                 product_id,
@@ -248,5 +273,6 @@ impl Aggregate for Product {
             }
             ProductEvent::ProductDeactivated { .. } => self.active = false,
         }
+        self.times = Some(self.times.map_or((at, at), |(created, _)| (created, at)));
     }
 }

@@ -8,6 +8,7 @@ mod event;
 #[cfg(test)]
 mod tests;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -30,9 +31,27 @@ struct Live {
     product_id: Uuid,
     user_id: Uuid,
     rating: u8,
+    comment: String,
+    verified_purchase: bool,
+    submitted_at: DateTime<Utc>,
 }
 
 /// A review, folded from its events.
+/// What a live review says, as submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted<'a> {
+    /// The product reviewed.
+    pub product_id: Uuid,
+    /// The author.
+    pub user_id: Uuid,
+    /// The comment, trimmed.
+    pub comment: &'a str,
+    /// The author had a confirmed order with the product when submitting.
+    pub verified_purchase: bool,
+    /// When it was submitted.
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Review {
     live: Option<Live>,
@@ -43,6 +62,17 @@ impl Review {
     /// The rating of the live review, if any.
     pub fn rating(&self) -> Option<u8> {
         self.live.as_ref().map(|r| r.rating)
+    }
+
+    /// The live review's product, author, comment, verified-purchase flag and submission time.
+    pub fn submitted(&self) -> Option<Submitted<'_>> {
+        self.live.as_ref().map(|r| Submitted {
+            product_id: r.product_id,
+            user_id: r.user_id,
+            comment: &r.comment,
+            verified_purchase: r.verified_purchase,
+            at: r.submitted_at,
+        })
     }
 
     fn decide(&self, command: ReviewCommand) -> Result<Vec<ReviewEvent>, ReviewError> {
@@ -123,13 +153,18 @@ impl Aggregate for Review {
                 product_id,
                 user_id,
                 rating,
-                ..
+                comment,
+                verified_purchase,
+                at,
             } => {
                 self.live = Some(Live {
                     review_id,
                     product_id,
                     user_id,
                     rating,
+                    comment,
+                    verified_purchase,
+                    submitted_at: at,
                 });
                 self.ever_submitted = true;
             }

@@ -73,6 +73,20 @@ pub enum UserEvent {
     },
 }
 
+impl UserEvent {
+    /// When it happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::UserRegistered { at, .. }
+            | Self::ProfileUpdated { at, .. }
+            | Self::PasswordChanged { at, .. }
+            | Self::UserDeactivated { at, .. }
+            | Self::RoleGranted { at, .. }
+            | Self::RoleRevoked { at, .. } => *at,
+        }
+    }
+}
+
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> String {
         match self {

@@ -8,6 +8,7 @@ mod event;
 #[cfg(test)]
 mod tests;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,9 @@ pub struct User {
     phone: Option<String>,
     roles: Vec<Role>,
     active: bool,
+    /// When registered and when last changed (the `at` of the first and of the latest event);
+    /// required, so a snapshot from before they were kept does not deserialise and is replayed.
+    times: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl User {
@@ -116,6 +120,22 @@ impl User {
     /// The email as registered (trimmed, original case).
     pub fn email(&self) -> &str {
         &self.email
+    }
+
+    /// The display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The phone, if any.
+    pub fn phone(&self) -> Option<&str> {
+        self.phone.as_deref()
+    }
+
+    /// When the user registered and when anything about them last changed (the `at` of their
+    /// first and latest event); `None` before registration.
+    pub fn times(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.times
     }
 
     /// The current roles, sorted.
@@ -254,6 +274,7 @@ impl Aggregate for User {
     }
 
     fn apply(&mut self, event: Self::Event) {
+        let at = event.at();
         match event {
             UserEvent::UserRegistered {
                 user_id,
@@ -270,6 +291,7 @@ impl Aggregate for User {
                     phone,
                     roles,
                     active: true,
+                    times: None,
                 };
             }
             UserEvent::ProfileUpdated { name, phone, .. } => {
@@ -286,5 +308,6 @@ impl Aggregate for User {
             }
             UserEvent::RoleRevoked { role, .. } => self.roles.retain(|r| *r != role),
         }
+        self.times = Some(self.times.map_or((at, at), |(created, _)| (created, at)));
     }
 }

@@ -70,7 +70,7 @@ pub(super) async fn apply(
                     price,
                     category_id,
                     image_url,
-                    ..
+                    at,
                 } => {
                     if products.ids.insert(product_id) {
                         let c = &mut products.columns;
@@ -82,7 +82,7 @@ pub(super) async fn apply(
                         c.currencies.push(price.currency.as_str().to_owned());
                         c.category_ids.push(category_id);
                         c.image_urls.push(image_url);
-                        c.at.push(event.recorded_at);
+                        c.at.push(at);
                     }
                 }
                 ProductEvent::ProductUpdated { product_id, .. }

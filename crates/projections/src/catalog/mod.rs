@@ -23,7 +23,7 @@ use commerce_event_store::{HandlerError, StoredEvent};
 use sqlx::PgConnection;
 
 pub use queries::{
-    get_product, list_products, product_for_cart, CartProduct, ProductFilter, ProductSort,
+    get_product, list_products, product_for_cart, rating, CartProduct, ProductFilter, ProductSort,
     ProductView, RatingView, StockView,
 };
 
@@ -76,8 +76,10 @@ impl Projection for CatalogProjection {
 }
 
 async fn apply_product(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), HandlerError> {
-    let at = event.recorded_at;
-    match event.payload_as::<ProductEvent>()? {
+    // The event's own time, which the command answered with (so the two agree).
+    let event: ProductEvent = event.payload_as()?;
+    let at = event.at();
+    match event {
         ProductEvent::ProductCreated {
             product_id,
             name,

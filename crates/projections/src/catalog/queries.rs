@@ -157,6 +157,23 @@ pub async fn get_product(pool: &PgPool, id: Uuid) -> Result<Option<ProductView>,
     .await
 }
 
+/// The rating of product `id` from its reviews (zero without any): what a product write answers
+/// with, since the reviews are not the product's to know.
+pub async fn rating(pool: &PgPool, id: Uuid) -> Result<RatingView, sqlx::Error> {
+    let rating = sqlx::query_as(
+        "SELECT coalesce(round(rating_sum * 100::numeric / nullif(rating_count, 0))::bigint, 0) \
+           AS average_hundredths, rating_count \
+         FROM catalog.ratings WHERE product_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(rating.unwrap_or(RatingView {
+        average_hundredths: 0,
+        count: 0,
+    }))
+}
+
 /// A page of active products matching `filter`, in its order, with the total count.
 pub async fn list_products(
     pool: &PgPool,

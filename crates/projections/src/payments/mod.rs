@@ -47,7 +47,8 @@ impl Projection for PaymentsProjection {
 }
 
 async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), HandlerError> {
-    let (at, version) = (event.recorded_at, event.sequence);
+    // Times are the event's own, which the command answered with (so the two agree).
+    let version = event.sequence;
     let insert = "INSERT INTO payments (id, order_id, user_id, amount, currency, method, status, \
                     failure_reason, gateway_transaction_id, refunded_amount, version, created_at, \
                     updated_at) \
@@ -61,7 +62,7 @@ async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(
             amount,
             method,
             gateway_transaction_id,
-            ..
+            at,
         } => {
             sqlx::query(insert)
                 .bind(payment_id)
@@ -85,7 +86,7 @@ async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(
             amount,
             method,
             reason,
-            ..
+            at,
         } => {
             sqlx::query(insert)
                 .bind(payment_id)
@@ -106,6 +107,7 @@ async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(
             payment_id,
             total_refunded,
             fully_refunded,
+            at,
             ..
         } => {
             let status = PaymentStatus::after_refund(fully_refunded);
@@ -126,7 +128,8 @@ async fn apply_payment(conn: &mut PgConnection, event: &StoredEvent) -> Result<(
 }
 
 async fn apply_method(conn: &mut PgConnection, event: &StoredEvent) -> Result<(), HandlerError> {
-    let (at, version) = (event.recorded_at, event.sequence);
+    // Times are the event's own, which the command answered with (so the two agree).
+    let version = event.sequence;
     match event.payload_as::<PaymentMethodEvent>()? {
         // Inserted as not the default: when it is, `DefaultPaymentMethodChanged` follows and
         // moves the flag, so one event alone decides which method is the default.
@@ -135,6 +138,7 @@ async fn apply_method(conn: &mut PgConnection, event: &StoredEvent) -> Result<()
             method_id,
             method_type,
             gateway_method_id,
+            at,
             ..
         } => {
             sqlx::query(
@@ -151,7 +155,7 @@ async fn apply_method(conn: &mut PgConnection, event: &StoredEvent) -> Result<()
             .execute(conn)
             .await?;
         }
-        PaymentMethodEvent::PaymentMethodRemoved { method_id, .. } => {
+        PaymentMethodEvent::PaymentMethodRemoved { method_id, at, .. } => {
             sqlx::query(
                 "UPDATE payment_methods SET removed_at = $3, is_default = false, version = $2 \
                  WHERE id = $1 AND version < $2",

@@ -4,8 +4,10 @@
 use std::time::{Duration, Instant};
 
 use commerce_commands::Dispatcher;
+use commerce_event_store::consumer::topic_matches;
 use commerce_event_store::{
-    checkpoint, BrokerConfig, EventMetadata, EventStore, LogReader, Position, Relay, RelayConfig,
+    checkpoint, BrokerConfig, ConsumerState, EventMetadata, EventStore, LogReader, Position, Relay,
+    RelayConfig, StoredEvent,
 };
 use commerce_projections::rebuild::{self, Finish};
 use commerce_projections::{projection, Projection};
@@ -51,6 +53,35 @@ impl Harness {
             token.clone(),
         ));
         self.projections.push((P::NAME.to_owned(), token, task));
+    }
+
+    /// Starts projection `p` and waits until it follows its queue: whatever is written from then
+    /// on reaches it once, through the queue only (never also through its catch-up from the log),
+    /// so every duplicate it sees afterwards is one a test delivered.
+    pub async fn run_live<P: Projection>(&mut self, p: P) {
+        self.run(p);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let statuses = checkpoint::consumer_statuses(&self.pool).await.unwrap();
+            if statuses
+                .iter()
+                .any(|s| s.name == P::NAME && s.status == ConsumerState::Live)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} never went live", P::NAME);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Deliveries projection `name` acknowledged and ignored as already applied.
+    pub async fn duplicates_ignored(&self, name: &str) -> i64 {
+        checkpoint::consumer_statuses(&self.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.duplicates_ignored)
     }
 
     /// Stops projection `name` (its queue stays).
@@ -105,33 +136,51 @@ impl Harness {
 
     /// Delivers every event of the log a second time through the broker, as a relay fail-over
     /// would, then `later` (which writes one new event and returns text found only in its rows,
-    /// so the test knows the duplicates before it were consumed), and asserts projection `name`'s
-    /// rows are what they were. Returns the rows from before.
-    pub async fn assert_redelivery_changes_nothing(
+    /// so the test knows the duplicates before it were consumed), and asserts projection `P`
+    /// received exactly the duplicates its bindings route to it, ignored them all, and its rows
+    /// are what they were. `P` must have been started with [`Self::run_live`] before the
+    /// workload. Returns the rows from before.
+    pub async fn assert_redelivery_changes_nothing<P: Projection>(
         &self,
-        name: &str,
         later: impl std::future::Future<Output = String>,
     ) -> Vec<String> {
+        let name = P::NAME;
         self.caught_up(name).await;
         let once = self.dump(name).await;
         assert!(!once.is_empty(), "the workload left {name} empty");
-        self.republish_everything().await;
+        let ignored_before = self.duplicates_ignored(name).await;
+        let republished = self.republish_everything().await;
+        let routed = republished
+            .iter()
+            .filter(|e| {
+                P::bindings()
+                    .iter()
+                    .any(|b| topic_matches(b, &e.routing_key()))
+            })
+            .count() as i64;
+        assert!(routed > 0, "nothing republished reaches {name}");
         let marker = later.await;
         self.caught_up(name).await;
+        assert_eq!(
+            self.duplicates_ignored(name).await - ignored_before,
+            routed,
+            "{name} did not receive and ignore exactly the duplicates sent"
+        );
         let mut twice = self.dump(name).await;
         twice.retain(|row| !row.contains(&marker));
         assert_eq!(twice, once, "a second delivery changed {name}");
         once
     }
 
-    /// Publishes every event of the log again, as a relay fail-over would.
-    pub async fn republish_everything(&self) {
+    /// Publishes every event of the log again, as a relay fail-over would; returns them.
+    pub async fn republish_everything(&self) -> Vec<StoredEvent> {
         let events = LogReader::new(self.pool.clone())
             .read_after(Position::START, 100_000)
             .await
             .unwrap();
         // With publisher confirms: every duplicate surely reached the broker.
         commerce_testkit::republish(&self.broker, &events).await;
+        events
     }
 
     /// Every row of every table of schema `name`, as JSON text, sorted: a comparable dump.

@@ -45,6 +45,9 @@ pub(crate) struct ProjectionBody {
     last_error: Option<String>,
     /// Position token of the event it halted on, when `FAILED` (what a skip passes over).
     failed_position: Option<String>,
+    /// Deliveries of events it had already applied, acknowledged and ignored (at-least-once
+    /// delivery at work: a relay fail-over, a redelivery after a lost acknowledgement).
+    duplicates_ignored: i64,
     /// How far a running rebuild got, when the rebuild has reported.
     rebuild: Option<RebuildBody>,
     /// Last change of its state.
@@ -95,6 +98,7 @@ impl ProjectionBody {
             lag_seconds: s.lag_seconds,
             last_error: s.last_error,
             failed_position: s.failed_position.map(|p| p.token()),
+            duplicates_ignored: s.duplicates_ignored,
             rebuild: s.rebuild.map(|r| RebuildBody {
                 done: r.done,
                 total: r.total,

@@ -246,47 +246,26 @@ async fn pay(
         .await?;
     let mut position = captured.position;
 
-    let status = captured
-        .aggregate
-        .status()
-        .map_or("", |status| status.as_str());
-    let (gateway_transaction_id, failure_reason) = match outcome {
-        GatewayOutcome::Approved { transaction_id } => (Some(transaction_id), None),
-        GatewayOutcome::Declined { reason } => {
-            // The saga tells the order too, but only after the event has travelled the broker;
-            // telling it now frees the order at once, so the customer can retry with another
-            // card straight away. The saga's repeat is a no-op.
-            let failed = OrderCommand::MarkPaymentFailed {
-                payment_id,
-                reason: reason.clone(),
-                at,
-            };
-            match state
-                .dispatcher
-                .execute::<Order>(&order_key, failed, &metadata)
-                .await
-            {
-                Ok(executed) => position = position.max(executed.position),
-                Err(error) => {
-                    tracing::warn!(%payment_id, %error, "order not told of the declined payment; the saga will")
-                }
+    if let GatewayOutcome::Declined { reason } = outcome {
+        // The saga tells the order too, but only after the event has travelled the broker;
+        // telling it now frees the order at once, so the customer can retry with another
+        // card straight away. The saga's repeat is a no-op.
+        let failed = OrderCommand::MarkPaymentFailed {
+            payment_id,
+            reason: reason.clone(),
+            at,
+        };
+        match state
+            .dispatcher
+            .execute::<Order>(&order_key, failed, &metadata)
+            .await
+        {
+            Ok(executed) => position = position.max(executed.position),
+            Err(error) => {
+                tracing::warn!(%payment_id, %error, "order not told of the declined payment; the saga will")
             }
-            (None, Some(reason))
         }
-    };
-    let body = PaymentBody {
-        id: payment_id,
-        order_id: input.order_id,
-        user_id: caller.user_id,
-        amount: Amount(input.amount.amount_minor),
-        currency: input.amount.currency.to_string(),
-        method: input.method,
-        status: status.to_owned(),
-        failure_reason,
-        gateway_transaction_id,
-        refunded_amount: Amount(0),
-        created_at: at,
-        updated_at: at,
-    };
+    }
+    let body = PaymentBody::written(payment_id, &captured.aggregate)?;
     Ok(Written::new(StatusCode::CREATED, position, body))
 }

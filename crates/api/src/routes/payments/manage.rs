@@ -9,15 +9,13 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use commerce_domain::money::Money;
 use commerce_domain::payment::{Payment, PaymentCommand};
-use commerce_event_store::Position;
-use commerce_projections::payments;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{not_yours, PaymentBody, READ_MODEL};
+use super::{not_yours, PaymentBody};
 use crate::auth::Caller;
-use crate::consistency::{MinPosition, Written};
+use crate::consistency::Written;
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
@@ -46,12 +44,12 @@ pub(super) struct RefundInput {
     reason: String,
 }
 
-async fn load(state: &AppState, id: Uuid) -> ApiResult<Payment> {
-    let (payment, _) = state.aggregates.load::<Payment>(&id.to_string()).await?;
+async fn load(state: &AppState, id: Uuid) -> ApiResult<(Payment, i64)> {
+    let (payment, version) = state.aggregates.load::<Payment>(&id.to_string()).await?;
     if payment.status().is_none() {
         return Err(ApiError::not_found("payment"));
     }
-    Ok(payment)
+    Ok((payment, version))
 }
 
 /// Confirm a payment (its payer): idempotent for a completed payment; a failed or refunded one
@@ -74,25 +72,21 @@ pub(super) async fn confirm(
             "must have 1 to 255 characters",
         ));
     }
-    let payment = load(&state, id).await?;
+    let (payment, version) = load(&state, id).await?;
     if payment.user_id() != Some(caller.user_id) {
         return Err(not_yours(&caller, "payment"));
     }
     let executed = state
         .dispatcher
-        .execute::<Payment>(
+        .execute_from::<Payment>(
             &id.to_string(),
             PaymentCommand::ConfirmPayment { at: Utc::now() },
             &request_id.metadata(&caller),
+            (payment, version),
         )
         .await?;
-    // Confirming writes nothing: waiting for the read model is safe to fail (503) and retry.
-    let position = executed.position;
-    MinPosition::at(position).wait(&state, READ_MODEL).await?;
-    let view = payments::get_payment(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::Unavailable("the payment is not readable yet".to_owned()))?;
-    Ok(Written::new(StatusCode::OK, position, view.into()))
+    let body = PaymentBody::written(id, &executed.aggregate)?;
+    Ok(Written::new(StatusCode::OK, executed.position, body))
 }
 
 /// Refund part or all of a payment (admin).
@@ -109,7 +103,7 @@ pub(super) async fn refund(
     Json(input): Json<RefundInput>,
 ) -> ApiResult<Written<PaymentBody>> {
     caller.require_admin()?;
-    let payment = load(&state, id).await?;
+    let (payment, version) = load(&state, id).await?;
     let Some(captured) = payment.amount() else {
         return Err(ApiError::not_found("payment"));
     };
@@ -121,31 +115,13 @@ pub(super) async fn refund(
     };
     let executed = state
         .dispatcher
-        .execute::<Payment>(&id.to_string(), command, &request_id.metadata(&caller))
+        .execute_from::<Payment>(
+            &id.to_string(),
+            command,
+            &request_id.metadata(&caller),
+            (payment, version),
+        )
         .await?;
-    let position = executed.position;
-    let body = refunded_view(&state, id, position).await?;
-    Ok(Written::new(StatusCode::OK, position, body))
-}
-
-/// The payment after a refund. The money has moved: a slow read model must not turn that into an
-/// error (a retry would refund again), so when it lags, its row gets the aggregate's figures.
-async fn refunded_view(state: &AppState, id: Uuid, position: Position) -> ApiResult<PaymentBody> {
-    let caught_up = MinPosition::at(position)
-        .wait(state, READ_MODEL)
-        .await
-        .is_ok();
-    let view = payments::get_payment(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::Unavailable("the payment is not readable yet".to_owned()))?;
-    let mut body = PaymentBody::from(view);
-    if !caught_up {
-        let payment = load(state, id).await?;
-        if let (Some(status), Some(refunded)) = (payment.status(), payment.refunded()) {
-            body.status = status.as_str().to_owned();
-            body.refunded_amount = Amount(refunded.amount_minor);
-            body.updated_at = Utc::now();
-        }
-    }
-    Ok(body)
+    let body = PaymentBody::written(id, &executed.aggregate)?;
+    Ok(Written::new(StatusCode::OK, executed.position, body))
 }

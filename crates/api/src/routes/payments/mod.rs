@@ -17,6 +17,7 @@ mod manage;
 mod read;
 
 use chrono::{DateTime, Utc};
+use commerce_domain::payment::Payment;
 use commerce_projections::payments::PaymentView;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,8 +26,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::money::Amount;
+use crate::routes::{as_stored, left_no};
 use crate::state::AppState;
 
 /// The read model behind every payment query.
@@ -71,6 +73,44 @@ impl From<PaymentView> for PaymentBody {
             created_at: v.created_at,
             updated_at: v.updated_at,
         }
+    }
+}
+
+impl PaymentBody {
+    /// The answer for payment `id` as a command left it; `None` before it was processed.
+    fn of(id: Uuid, payment: &Payment) -> Option<Self> {
+        let (Some(order_id), Some(user_id), Some(amount), Some(status)) = (
+            payment.order_id(),
+            payment.user_id(),
+            payment.amount(),
+            payment.status(),
+        ) else {
+            return None;
+        };
+        let (Some(method), Some(refunded), Some((created_at, updated_at))) =
+            (payment.method(), payment.refunded(), payment.times())
+        else {
+            return None;
+        };
+        Some(Self {
+            id,
+            order_id,
+            user_id,
+            amount: Amount(amount.amount_minor),
+            currency: amount.currency.to_string(),
+            method: method.to_owned(),
+            status: status.as_str().to_owned(),
+            failure_reason: payment.failure_reason().map(str::to_owned),
+            gateway_transaction_id: payment.gateway_transaction_id().map(str::to_owned),
+            refunded_amount: Amount(refunded.amount_minor),
+            created_at: as_stored(created_at),
+            updated_at: as_stored(updated_at),
+        })
+    }
+
+    /// The answer for the payment a command just ran on.
+    fn written(id: Uuid, payment: &Payment) -> ApiResult<Self> {
+        Self::of(id, payment).ok_or_else(|| left_no("payment"))
     }
 }
 

@@ -12,6 +12,7 @@ mod write;
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use commerce_domain::inventory::Inventory;
 use commerce_domain::product::Product;
 use commerce_projections::catalog::{
     self, ProductFilter, ProductSort, ProductView, RatingView, StockView,
@@ -27,6 +28,7 @@ use crate::envelope::{Data, PageQuery, Paginated};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::money::Amount;
+use crate::routes::{as_stored, left_no};
 use crate::state::AppState;
 
 const READ_MODEL: &[&str] = &["catalog"];
@@ -55,7 +57,7 @@ pub struct ProductBody {
 }
 
 /// Stock levels of a product.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct StockBody {
     /// Units that can be ordered.
     available: i64,
@@ -128,6 +130,53 @@ impl From<ProductView> for ProductBody {
             created_at: v.created_at,
             updated_at: v.updated_at,
         }
+    }
+}
+
+impl StockBody {
+    /// The levels of `stock`, a product's inventory as its stream has it.
+    fn of(stock: &Inventory) -> Self {
+        Self {
+            available: stock.available(),
+            reserved: stock.reserved(),
+        }
+    }
+}
+
+impl ProductBody {
+    /// The answer for product `id` as a command left it, with its `stock` and `rating` (facts
+    /// of other aggregates).
+    fn of(id: Uuid, product: &Product, stock: StockBody, rating: RatingView) -> ApiResult<Self> {
+        let (Some(name), Some(slug), Some(description), Some(price), Some(category_id)) = (
+            product.name(),
+            product.slug(),
+            product.description(),
+            product.price(),
+            product.category_id(),
+        ) else {
+            return Err(left_no("product"));
+        };
+        let Some((created_at, updated_at)) = product.times() else {
+            return Err(left_no("product"));
+        };
+        Ok(Self {
+            id,
+            name: name.to_owned(),
+            slug: slug.to_owned(),
+            description: description.to_owned(),
+            price: Amount(price.amount_minor),
+            currency: price.currency.to_string(),
+            category_id,
+            image_url: product.image_url().map(str::to_owned),
+            is_active: product.is_active(),
+            stock,
+            rating: RatingBody {
+                average: Stars(rating.average_hundredths),
+                count: rating.count,
+            },
+            created_at: as_stored(created_at),
+            updated_at: as_stored(updated_at),
+        })
     }
 }
 

@@ -3,34 +3,31 @@
 //! Everything the domain cannot check is checked here before any command runs, so bad input
 //! appends nothing: money is parsed from its literal text, the currency is validated, and the
 //! category must be a live one. An unknown `category_id` in the body is a 400 on that field (it is
-//! invalid input, not an unknown resource in the path). Each write answers only once the
-//! `catalog` and `categories` read models show it, so the body is the product as now stored and a
-//! category delete that follows sees the product in its count.
+//! invalid input, not an unknown resource in the path). Each write answers from the aggregates it
+//! ran (the product, and its inventory for the stock), never waiting for a read model; the rating
+//! is the reviews' to know, so it is read from the catalog's ratings (zero for a new product).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
+use commerce_domain::category::Category;
 use commerce_domain::inventory::{Inventory, InventoryCommand, StockAdjustment};
 use commerce_domain::product::{Product, ProductCommand};
 use commerce_domain::{Currency, Money};
-use commerce_event_store::Position;
-use commerce_projections::{catalog, categories};
+use commerce_projections::catalog::{self, RatingView};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{checked_text, load_product, ProductBody};
+use super::{checked_text, ProductBody, StockBody};
 use crate::auth::Caller;
-use crate::consistency::{MinPosition, Written};
+use crate::consistency::Written;
 use crate::context::RequestId;
 use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::money::Amount;
 use crate::state::AppState;
-
-/// Read models a product write must reach before its answer.
-const WRITTEN_TO: &[&str] = &["catalog", "categories"];
 
 /// A new product.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -127,6 +124,7 @@ pub(super) async fn create(
         )
         .await?;
     let mut position = created.position;
+    let mut stock = StockBody::default();
     if let Some(units) = input.initial_stock.filter(|n| *n > 0) {
         let stocked = state
             .dispatcher
@@ -142,8 +140,14 @@ pub(super) async fn create(
             )
             .await?;
         position = position.max(stocked.position);
+        stock = StockBody::of(&stocked.aggregate);
     }
-    let body = read_after(&state, id, position).await?;
+    // A product nobody could have reviewed yet.
+    let rating = RatingView {
+        average_hundredths: 0,
+        count: 0,
+    };
+    let body = ProductBody::of(id, &created.aggregate, stock, rating)?;
     Ok(Written::new(StatusCode::CREATED, position, body))
 }
 
@@ -168,9 +172,10 @@ pub(super) async fn update(
         input.description.as_deref(),
         input.image_url.as_deref(),
     )?;
-    let product = load_product(&state, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("product"))?;
+    let (product, version) = state.aggregates.load::<Product>(&id.to_string()).await?;
+    if product.name().is_none() {
+        return Err(ApiError::not_found("product"));
+    }
     if let Some(category_id) = input.category_id {
         require_category(&state, category_id).await?;
     }
@@ -188,7 +193,7 @@ pub(super) async fn update(
     };
     let executed = state
         .dispatcher
-        .execute::<Product>(
+        .execute_from::<Product>(
             &id.to_string(),
             ProductCommand::UpdateProduct {
                 name: input.name,
@@ -200,11 +205,15 @@ pub(super) async fn update(
                 at: Utc::now(),
             },
             &request_id.metadata(&caller),
+            (product, version),
         )
         .await?;
-    let position = executed.position;
-    let body = read_after(&state, id, position).await?;
-    Ok(Written::new(StatusCode::OK, position, body))
+    // Stock and rating are other aggregates' facts: the inventory from its own stream, the
+    // rating from the reviews as the catalog counts them.
+    let (inventory, _) = state.aggregates.load::<Inventory>(&id.to_string()).await?;
+    let rating = catalog::rating(&state.pool, id).await?;
+    let body = ProductBody::of(id, &executed.aggregate, StockBody::of(&inventory), rating)?;
+    Ok(Written::new(StatusCode::OK, executed.position, body))
 }
 
 /// Deactivate a product: it leaves listings, its history stays (admin).
@@ -228,18 +237,7 @@ pub(super) async fn delete(
             &request_id.metadata(&caller),
         )
         .await?;
-    let position = executed.position;
-    MinPosition::at(position).wait(&state, WRITTEN_TO).await?;
-    Ok(Written::no_content(position))
-}
-
-/// The product once the read models have applied `position`.
-async fn read_after(state: &AppState, id: Uuid, position: Position) -> ApiResult<ProductBody> {
-    MinPosition::at(position).wait(state, WRITTEN_TO).await?;
-    let view = catalog::get_product(&state.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::Unavailable("the product is not readable yet".to_owned()))?;
-    Ok(view.into())
+    Ok(Written::no_content(executed.position))
 }
 
 fn currency(code: Option<&str>) -> ApiResult<Option<Currency>> {
@@ -270,9 +268,14 @@ fn check_texts(
     Ok(())
 }
 
-/// 400 on `category_id` unless it names a live category.
+/// 400 on `category_id` unless it names a live category, as its own stream says (a category
+/// created a moment ago counts, whether or not the read models show it yet).
 async fn require_category(state: &AppState, category_id: Uuid) -> ApiResult<()> {
-    if categories::get(&state.pool, category_id).await?.is_some() {
+    let (category, _) = state
+        .aggregates
+        .load::<Category>(&category_id.to_string())
+        .await?;
+    if category.is_live() {
         Ok(())
     } else {
         Err(ApiError::invalid_field("category_id", "no such category"))
