@@ -42,12 +42,18 @@ async fn an_admin_creates_renames_and_deletes_a_category(_o: PgPoolOptions, c: P
     )
     .await
     .expect(200);
-    app.delete(&format!("/api/v1/categories/{id}"), Some(&admin.token))
+    let deleted = app
+        .delete(&format!("/api/v1/categories/{id}"), Some(&admin.token))
         .await
         .expect(204);
-    app.get(&format!("/api/v1/categories/{id}"), None)
-        .await
-        .expect(404);
+    // The delete answers at once; an anonymous reader sees it once the read model has it.
+    app.get_after(
+        &format!("/api/v1/categories/{id}"),
+        None,
+        &deleted.position(),
+    )
+    .await
+    .expect(404);
     app.stop().await;
 }
 

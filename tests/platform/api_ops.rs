@@ -49,9 +49,13 @@ async fn metrics_expose_request_command_and_lag_figures_per_route_and_aggregate(
         .await
         .expect(201);
     let id = created.data()["id"].as_str().expect("id").to_owned();
-    app.get(&format!("/api/v1/categories/{id}"), None)
-        .await
-        .expect(200);
+    app.get_after(
+        &format!("/api/v1/categories/{id}"),
+        None,
+        &created.position(),
+    )
+    .await
+    .expect(200);
     app.get(&format!("/api/v1/categories/{}", Uuid::new_v4()), None)
         .await
         .expect(404);

@@ -9,6 +9,7 @@ mod support;
 
 mod admin_cli;
 mod api_admin;
+mod api_answers;
 mod api_auth;
 mod api_bad_input;
 mod api_cart;

@@ -97,6 +97,12 @@ impl TestApp {
 
     /// `serve` with extra options (e.g. `--rate-limit 5`).
     pub async fn spawn_with(connect: &PgConnectOptions, options: Options) -> Self {
+        Self::spawn_parts(connect, options, Parts::ALL).await
+    }
+
+    /// Only `parts` of `serve` (e.g. one projection only, so the others' read models stand
+    /// still while the API writes).
+    pub async fn spawn_parts(connect: &PgConnectOptions, options: Options, parts: Parts) -> Self {
         let database = connect.get_database().expect("sqlx::test names a database");
         let mut flags: Vec<(String, String)> = [
             (
@@ -129,9 +135,7 @@ impl TestApp {
         argv.push("serve".into());
         let cli = Cli::parse_from(argv);
         let settings = Settings::from_args(&cli.global, Environment::Dev).expect("settings");
-        let running = app::start(&settings, Parts::ALL)
-            .await
-            .expect("serve starts");
+        let running = app::start(&settings, parts).await.expect("serve starts");
         let addr = running.api_addr.expect("the API runs");
         Self {
             base: format!("http://{addr}"),
