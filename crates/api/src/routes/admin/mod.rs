@@ -118,7 +118,9 @@ fn redact(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use commerce_domain::user::User;
     use commerce_event_store::{EventMetadata, Position};
+    use cqrs_es::Aggregate;
     use serde_json::json;
 
     fn stored(event_type: &str, payload: Value) -> StoredEvent {
@@ -126,7 +128,7 @@ mod tests {
             event_id: Uuid::nil(),
             position: Position::new(7, 3),
             recorded_at: Utc::now(),
-            aggregate_type: "User".to_owned(),
+            aggregate_type: User::TYPE.to_owned(),
             aggregate_id: "u1".to_owned(),
             sequence: 1,
             event_type: event_type.to_owned(),
