@@ -159,3 +159,21 @@ fn deleting_an_unknown_category_is_rejected_as_not_found() {
         .when(CategoryCommand::DeleteCategory { at: at() })
         .then_expect_error(CategoryError::NotFound);
 }
+
+#[test]
+fn a_category_knows_when_it_was_created_and_last_renamed() {
+    let mut category = Category::default();
+    assert_eq!(category.times(), None);
+    category.apply(created());
+    assert_eq!(category.times(), Some((at(), at())));
+    let later = at() + chrono::Duration::hours(2);
+    category.apply(CategoryEvent::CategoryRenamed {
+        category_id: id(),
+        name: "Home".into(),
+        slug: "home".into(),
+        previous_name: category.name().to_owned(),
+        at: later,
+    });
+    assert_eq!((category.name(), category.slug()), ("Home", "home"));
+    assert_eq!(category.times(), Some((at(), later)));
+}

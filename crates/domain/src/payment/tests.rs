@@ -235,3 +235,26 @@ fn confirming_a_refunded_or_failed_payment_is_rejected() {
         .when(PaymentCommand::ConfirmPayment { at: at() })
         .then_expect_error(PaymentError::NotFound);
 }
+
+#[test]
+fn a_payment_knows_what_its_answer_shows_and_a_refund_moves_only_its_update_time() {
+    let mut payment = Payment::default();
+    assert_eq!(payment.times(), None);
+    payment.apply(captured());
+    assert_eq!(payment.method(), Some("card"));
+    assert_eq!(payment.gateway_transaction_id(), Some("txn_1"));
+    assert_eq!(payment.failure_reason(), None);
+    let later = at() + chrono::Duration::hours(1);
+    let mut refund = refunded(1, 250, 250);
+    if let PaymentEvent::PaymentRefunded { at, .. } = &mut refund {
+        *at = later;
+    }
+    payment.apply(refund);
+    assert_eq!(payment.times(), Some((at(), later)));
+
+    let mut declined = Payment::default();
+    declined.apply(failed());
+    assert_eq!(declined.failure_reason(), Some("card declined"));
+    assert_eq!(declined.gateway_transaction_id(), None);
+    assert_eq!(declined.times(), Some((at(), at())));
+}

@@ -238,3 +238,22 @@ fn deactivating_an_unknown_product_is_rejected_as_not_found() {
         .when(ProductCommand::DeactivateProduct { at: at() })
         .then_expect_error(ProductError::NotFound);
 }
+
+#[test]
+fn a_product_knows_its_details_and_when_it_was_created_and_last_changed() {
+    let mut product = Product::default();
+    assert_eq!(product.times(), None);
+    product.apply(created());
+    assert_eq!(product.slug(), Some("blue-mug"));
+    assert_eq!(product.description(), Some("A mug."));
+    assert_eq!(product.image_url(), None);
+    assert_eq!(product.times(), Some((at(), at())));
+    let later = at() + chrono::Duration::days(1);
+    product.apply(ProductEvent::ProductDeactivated {
+        product_id: id(),
+        category_id: Uuid::from_u128(1),
+        at: later,
+    });
+    assert!(!product.is_active());
+    assert_eq!(product.times(), Some((at(), later)));
+}

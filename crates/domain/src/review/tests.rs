@@ -135,3 +135,22 @@ fn deleting_a_review_never_submitted_is_rejected_as_not_found() {
         .when(ReviewCommand::DeleteReview { at: at() })
         .then_expect_error(ReviewError::NotFound);
 }
+
+#[test]
+fn a_live_review_knows_what_was_submitted_and_a_deleted_one_nothing() {
+    let mut review = Review::default();
+    assert_eq!(review.submitted(), None);
+    review.apply(submitted());
+    assert_eq!(
+        review.submitted(),
+        Some(Submitted {
+            product_id: product(),
+            user_id: user(),
+            comment: "Good",
+            verified_purchase: true,
+            at: at(),
+        })
+    );
+    review.apply(deleted());
+    assert_eq!(review.submitted(), None);
+}

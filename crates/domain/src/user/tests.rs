@@ -340,3 +340,33 @@ fn roles_serialise_in_lowercase_and_event_types_are_variant_names() {
     assert_eq!(registered().event_type(), "UserRegistered");
     assert_eq!(registered().event_version(), "1.0");
 }
+
+#[test]
+fn a_user_knows_its_profile_and_when_it_was_registered_and_last_changed() {
+    let later = at() + chrono::Duration::minutes(5);
+    let mut user = User::default();
+    assert_eq!(user.times(), None);
+    user.apply(registered());
+    assert_eq!(user.times(), Some((at(), at())));
+    user.apply(UserEvent::ProfileUpdated {
+        user_id: id(),
+        name: "Alice B.".into(),
+        phone: None,
+        at: later,
+    });
+    assert_eq!((user.name(), user.phone()), ("Alice B.", None));
+    assert_eq!(
+        user.times(),
+        Some((at(), later)),
+        "created stays, updated moves"
+    );
+    user.apply(UserEvent::RoleGranted {
+        user_id: id(),
+        role: Role::Admin,
+        at: later + chrono::Duration::minutes(1),
+    });
+    assert_eq!(
+        user.times(),
+        Some((at(), later + chrono::Duration::minutes(1)))
+    );
+}
