@@ -12,7 +12,6 @@ use chrono::Utc;
 use commerce_domain::cart::{Cart, CartClearReason, CartCommand, CartLine, MAX_LINE_QUANTITY};
 use commerce_domain::{Currency, Money};
 use commerce_projections::carts::{self, CartItemView, CartView};
-use commerce_projections::catalog;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -152,19 +151,23 @@ pub(crate) fn checked_quantity(quantity: u32) -> Result<u32, ApiError> {
     }
 }
 
-/// The catalog's current name and price of an orderable product: unknown → 404, inactive → 409.
+/// The current name and price of an orderable product: unknown → 404, inactive → 409. Read from
+/// the product's own stream (not the catalog read model), so a product is orderable the moment
+/// its creation was answered, whoever created it.
 pub(crate) async fn orderable(state: &AppState, product_id: Uuid) -> ApiResult<(String, Money)> {
-    let product = catalog::product_for_cart(&state.pool, product_id)
+    let not_found = || ApiError::NotFound(format!("product {product_id} not found"));
+    let product = crate::routes::products::load_product(state, product_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("product {product_id} not found")))?;
-    if !product.is_active {
+        .ok_or_else(not_found)?;
+    if !product.is_active() {
         return Err(ApiError::Conflict {
             code: "product_inactive",
             message: format!("product {product_id} is no longer sold"),
         });
     }
-    let currency = Currency::new(&product.currency).map_err(ApiError::internal)?;
-    Ok((product.name, Money::new(product.price_minor, currency)))
+    let name = product.name().ok_or_else(not_found)?.to_owned();
+    let price = product.price().ok_or_else(not_found)?;
+    Ok((name, price))
 }
 
 /// Runs `command` on the caller's cart and answers with the cart as the command left it.
