@@ -54,9 +54,13 @@ const LEVELS: [usize; 3] = [1, 16, 64];
 const TARGET: &str = "≥60% of raw at 16";
 const REASON: &str = "bench";
 const ACTOR: &str = "bench";
+/// The same row our append writes, content hash included (the column is `NOT NULL`, and
+/// computing it is part of storing an event since guarantee 10).
 const RAW_INSERT: &str = "INSERT INTO bench_raw_events \
-     (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
+      content_hash) \
+     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, \
+             event_content_hash($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb))";
 
 /// When a [`drive`] run ends.
 #[derive(Debug, Clone, Copy)]
