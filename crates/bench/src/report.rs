@@ -41,8 +41,10 @@ pub(crate) struct Row {
     pub(crate) p99_ms: f64,
     /// The raw baseline of the same run.
     pub(crate) baseline: Option<Baseline>,
-    /// `rate / baseline.rate`.
+    /// `rate / baseline.rate`, or for a latency row (`ratio_of_p99`) `p99 / baseline.p99`.
     pub(crate) ratio: Option<f64>,
+    /// The ratio compares p99 latencies (lower is better) rather than rates.
+    pub(crate) ratio_of_p99: bool,
     /// The target, in words.
     pub(crate) target: Option<String>,
     /// Whether the target was met.
@@ -81,6 +83,7 @@ impl Row {
             p99_ms: percentile(&ms, 99.0),
             baseline: None,
             ratio: None,
+            ratio_of_p99: false,
             target: None,
             met: None,
             note: String::new(),
@@ -117,6 +120,17 @@ impl Row {
             p50_ms: percentile(&ms, 50.0),
             p99_ms: percentile(&ms, 99.0),
         });
+        self
+    }
+
+    /// Makes the ratio our p99 over the baseline's p99 (for a latency row, where rates are
+    /// set by the load and say nothing).
+    pub(crate) fn with_p99_ratio(mut self) -> Self {
+        self.ratio_of_p99 = true;
+        self.ratio = self
+            .baseline
+            .as_ref()
+            .and_then(|b| (b.p99_ms > 0.0).then(|| self.p99_ms / b.p99_ms));
         self
     }
 
@@ -222,8 +236,11 @@ pub(crate) fn print_table(machine: &Machine, rows: &[Row], elapsed: Duration) {
             bname,
             brate,
             bp99,
-            r.ratio
-                .map_or(String::new(), |x| format!("{:.0}%", x * 100.0)),
+            r.ratio.map_or(String::new(), |x| if r.ratio_of_p99 {
+                format!("{x:.1}× raw p99")
+            } else {
+                format!("{:.0}%", x * 100.0)
+            }),
             r.target.clone().unwrap_or_default(),
             r.met.map_or("", |m| if m { "yes" } else { "**no**" }),
             r.note,

@@ -143,6 +143,7 @@ async fn measure(ctx: &Ctx, settings: &Settings, pool: &PgPool) -> anyhow::Resul
             raw_elapsed,
             &raw,
         )
+        .with_p99_ratio()
         .with_note(note);
         // The target is stated at 500 events/s; the low rate is for reference.
         rows.push(if rate == RATE {
