@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use commerce_commands::Dispatcher;
 use commerce_event_store::{AggregateReader, LogReader};
+use commerce_projections::wait::OwnWrites;
 use sqlx::PgPool;
 
 use crate::auth::token::TokenKeys;
@@ -68,6 +69,8 @@ pub struct Shared {
     pub aggregates: AggregateReader,
     /// Reads the log (history, `as_of`, admin views).
     pub log: LogReader,
+    /// Finds signed-in callers' latest writes, one statement for all concurrent reads.
+    pub own_writes: OwnWrites,
     /// Signs and verifies access tokens.
     pub keys: Arc<TokenKeys>,
     /// Settings.
@@ -112,6 +115,7 @@ impl AppState {
         let limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
         Self(Arc::new(Shared {
             log: LogReader::new(pool.clone()),
+            own_writes: OwnWrites::new(pool.clone()),
             aggregates: dispatcher.reader(),
             pool,
             dispatcher,

@@ -181,6 +181,30 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// The raw baseline alone, for another scenario (`checkout`): single-event autocommit INSERTs
+/// into a fresh `bench_raw_events` on `pool` by `callers` callers, warmed up, then measured for
+/// `measure`; the table is dropped afterwards.
+pub(super) async fn raw_insert_only(
+    ctx: &Ctx,
+    pool: &PgPool,
+    callers: usize,
+    warm_up: Duration,
+    measure: Duration,
+) -> anyhow::Result<Run<()>> {
+    create_raw_table(pool).await?;
+    let op = raw_op(pool);
+    let run = |label: &'static str, stop: Stop| drive_raw(ctx, &op, callers, label, stop);
+    let measured = async {
+        run("warm-up", Stop::After(warm_up)).await?;
+        run("measured", Stop::After(measure)).await
+    }
+    .await;
+    sqlx::query("DROP TABLE bench_raw_events")
+        .execute(pool)
+        .await?;
+    measured
+}
+
 /// One concurrency level: both sides on one pool of `callers` connections, warmed up, then
 /// measured in the order platform, raw, raw, platform (`measure / 2` each), so drifting load
 /// from elsewhere on the machine weighs on both alike.
@@ -207,16 +231,7 @@ async fn level(
             move |_| op(),
         )
     };
-    let raw = |label: &'static str, stop: Stop| {
-        let op = raw_op.clone();
-        drive(
-            ctx,
-            format!("raw INSERT {callers} {label}"),
-            callers,
-            stop,
-            move |_| op(),
-        )
-    };
+    let raw = |label: &'static str, stop: Stop| drive_raw(ctx, &raw_op, callers, label, stop);
     let half = Stop::After(measure / 2);
     platform("warm-up", Stop::After(warm_up)).await?;
     raw("warm-up", Stop::After(warm_up)).await?;
@@ -250,6 +265,27 @@ async fn level(
         row.baseline.as_ref().map_or(0.0, |b| b.rate)
     ));
     Ok(row)
+}
+
+/// The raw baseline's load: `callers` running `op` back to back until `stop`.
+fn drive_raw<'a, F>(
+    ctx: &'a Ctx,
+    op: &Arc<F>,
+    callers: usize,
+    label: &str,
+    stop: Stop,
+) -> impl Future<Output = anyhow::Result<Run<()>>> + 'a
+where
+    F: Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync + 'static,
+{
+    let op = Arc::clone(op);
+    drive(
+        ctx,
+        format!("raw INSERT {callers} {label}"),
+        callers,
+        stop,
+        move |_| op(),
+    )
 }
 
 /// One command through the dispatcher: `AdjustStock Add(1)` on a fresh product.

@@ -151,16 +151,32 @@ pub(super) fn ms(samples: &[Duration], p: f64) -> f64 {
     percentile(&sorted_ms(samples), p)
 }
 
-/// Events the order fulfilment saga has applied, and transactions committed in the bench
-/// database (each autocommit statement counts), so far.
-pub(super) async fn counters(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
-    Ok(sqlx::query_as(
+/// Where the pipeline stands, read in one statement (one transaction).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Counters {
+    /// Events the order fulfilment saga has applied.
+    pub(super) saga_applied: i64,
+    /// Transactions committed in the bench database (each autocommit statement counts).
+    pub(super) xacts: i64,
+    /// Events in the log.
+    pub(super) events: i64,
+}
+
+/// The pipeline's [`Counters`] now.
+pub(super) async fn counters(pool: &PgPool) -> anyhow::Result<Counters> {
+    let (saga_applied, xacts, events) = sqlx::query_as(
         "SELECT (SELECT coalesce(max(applied), 0) FROM consumer_checkpoints WHERE name = $1), \
-                (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())",
+                (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), \
+                (SELECT count(*) FROM events)",
     )
     .bind(commerce_commands::process::order_fulfilment::OrderFulfilmentProcess::NAME)
     .fetch_one(pool)
-    .await?)
+    .await?;
+    Ok(Counters {
+        saga_applied,
+        xacts,
+        events,
+    })
 }
 
 /// How far behind the log head the relay and the two slowest consumers were, in events.

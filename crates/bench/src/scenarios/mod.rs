@@ -7,6 +7,7 @@ mod hot;
 mod lag;
 mod lag_watch;
 mod mix;
+mod own_writes;
 mod platform;
 mod reads;
 mod rebuild;
@@ -29,4 +30,5 @@ pub(crate) const ALL: &[(&str, Scenario)] = &[
     ("rebuild", |c| Box::pin(rebuild::run(c))),
     ("checkout", |c| Box::pin(checkout::run(c))),
     ("reads", |c| Box::pin(reads::run(c))),
+    ("own-writes", |c| Box::pin(own_writes::run(c))),
 ];

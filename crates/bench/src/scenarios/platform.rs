@@ -233,6 +233,18 @@ impl Load {
         self.add_parts(other.parts.into_iter());
     }
 
+    /// Adds another phase's operations, time and CPU (the phases ran one after the other).
+    pub(super) fn absorb(&mut self, other: Self) {
+        let elapsed = self.elapsed + other.elapsed;
+        let cpu = self
+            .cpu
+            .zip(other.cpu)
+            .map(|((a, busy_a), (b, busy_b))| (a + b, (busy_a + busy_b) / 2.0));
+        self.merge(other);
+        self.elapsed = elapsed;
+        self.cpu = cpu;
+    }
+
     /// Fails when nothing succeeded, with the first error.
     pub(super) fn checked(self, what: &str) -> anyhow::Result<Self> {
         if self.ops == 0 {

@@ -9,15 +9,18 @@
 //! Payloads are real `commerce_domain` event values serialised by serde exactly as the event
 //! store writes them (`{"VariantName": {...}}`), with ids and names varied in SQL. Then
 //! `commerce_projections::registry::rebuild(name, Finish::Swap)` is timed for `catalog` and
-//! `orders` separately; both read the whole log (the rate counts events read; the note says how
-//! many each applied).
+//! `orders` separately. Each gives two rows: log events scanned per second (every event of the
+//! log is read) and events applied per second (those the projection handles; the rest are
+//! skipped after reading).
 //!
-//! Baseline (documented in each row): a raw keyset-paged read of the same log in the same order
-//! and batch size as the rebuild (`SELECT` of the same columns `ORDER BY transaction_id,
-//! global_position LIMIT 2000` below the horizon, payloads decoded), plus, per batch, one bulk
-//! `INSERT ... SELECT FROM unnest(...)` of one small row per event into a scratch table, in a
-//! transaction with `synchronous_commit = off` like the rebuild's. It is the cheapest way to move
-//! every event from the log into a table.
+//! Baselines, measured once before the rebuilds on the same log:
+//! - for events scanned, a raw keyset-paged read of the same log in the same order and batch size
+//!   as the rebuild (`SELECT` of the same columns `ORDER BY transaction_id, global_position LIMIT
+//!   2000` below the horizon, payloads decoded), reading time only;
+//! - for events applied, the same read plus, per batch, one bulk `INSERT ... SELECT FROM
+//!   unnest(...)` of one small row for every event into a scratch table, in a transaction with
+//!   `synchronous_commit = off` like the rebuild's: the cheapest way to move every event from the
+//!   log into a table (it writes a row for every event, where a projection writes for some).
 
 use std::time::{Duration, Instant};
 
@@ -57,8 +60,6 @@ async fn measure(ctx: &Ctx, pool: &PgPool) -> anyhow::Result<Vec<Row>> {
 
     ctx.progress("rebuild: baseline, raw read + bulk insert");
     let (raw_events, raw_elapsed, raw_read) = raw_baseline(ctx, pool).await?;
-    let read_rate = raw_events as f64 / raw_read.as_secs_f64().max(1e-3);
-    let baseline = "raw paged read + bulk INSERT per batch";
 
     let mut rows = Vec::new();
     for name in ["catalog", "orders"] {
@@ -77,21 +78,41 @@ async fn measure(ctx: &Ctx, pool: &PgPool) -> anyhow::Result<Vec<Row>> {
             }
         })
         .await?;
-        let row = Row::measured(
+        let note = format!(
+            "{} of {} events applied; log {size}; Finish::Swap",
+            report.applied, report.events
+        );
+        let scanned = Row::measured(
             "rebuild",
-            name,
+            &format!("{name}: log events scanned"),
             "events/s",
             u64::try_from(report.events)?,
             report.elapsed,
             &[],
         )
-        .with_baseline(baseline, raw_events, raw_elapsed, &[]);
-        let met = row.rate >= 50_000.0;
-        rows.push(row.with_target("≥ 50,000 events/s", met).with_note(format!(
-            "{} of {} events applied; log {size}; Finish::Swap; raw read alone {read_rate:.0} \
-                 events/s",
-            report.applied, report.events
-        )));
+        .with_baseline("raw keyset-paged read", raw_events, raw_read, &[])
+        .with_note(note.clone());
+        let applied = Row::measured(
+            "rebuild",
+            &format!("{name}: events applied"),
+            "events/s",
+            u64::try_from(report.applied)?,
+            report.elapsed,
+            &[],
+        )
+        .with_baseline(
+            "raw paged read + bulk INSERT of every event",
+            raw_events,
+            raw_elapsed,
+            &[],
+        );
+        let met = applied.rate >= 50_000.0;
+        rows.push(scanned);
+        rows.push(
+            applied
+                .with_target("≥ 50,000 events/s applied", met)
+                .with_note(note),
+        );
     }
     Ok(rows)
 }
