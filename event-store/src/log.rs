@@ -7,7 +7,7 @@
 //! for, and there are no timeouts. `global_position > last` alone would lose events.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgPool, Row as _};
 
 use crate::record::{from_row, EVENT_COLUMNS};
 use crate::{Position, StoreError, StoredEvent};
@@ -29,6 +29,50 @@ pub struct LogFilter {
     pub from: Option<DateTime<Utc>>,
     /// Only events recorded before this instant.
     pub to: Option<DateTime<Utc>>,
+}
+
+/// What [`LogReader::scan_after`] read.
+#[derive(Debug)]
+pub struct Scan {
+    /// The events scanned whose routing key may match, in log order.
+    pub events: Vec<StoredEvent>,
+    /// Events scanned, wanted or not.
+    pub scanned: usize,
+    /// The position of the last event scanned.
+    pub last: Option<Position>,
+}
+
+/// Topic patterns narrowed to what SQL tests cheaply: routing keys are
+/// `<AggregateType>.<EventType>`, so `A.*` is an aggregate type, `*.E` an event type, `A.E` a
+/// key, and anything else (a `#`, other shapes) matches everything: a superset of what the
+/// patterns match (the exact test is [`crate::consumer::topic_matches`]).
+#[derive(Debug, Default)]
+struct TopicFilter {
+    aggregate_types: Vec<String>,
+    event_types: Vec<String>,
+    keys: Vec<String>,
+    everything: bool,
+}
+
+impl TopicFilter {
+    fn new(bindings: &[String]) -> Self {
+        let mut filter = Self::default();
+        for pattern in bindings {
+            match pattern.split('.').collect::<Vec<_>>().as_slice() {
+                [a, e] if !a.contains(['*', '#']) && *e == "*" => {
+                    filter.aggregate_types.push((*a).to_owned());
+                }
+                [a, e] if *a == "*" && !e.contains(['*', '#']) => {
+                    filter.event_types.push((*e).to_owned());
+                }
+                [a, e] if !a.contains(['*', '#']) && !e.contains(['*', '#']) => {
+                    filter.keys.push(pattern.clone());
+                }
+                _ => filter.everything = true,
+            }
+        }
+        filter
+    }
 }
 
 /// Reads the `events` table as one ordered log.
@@ -62,6 +106,58 @@ impl LogReader {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Like [`LogReader::read_after`], for a reader that wants only the events whose routing
+    /// key (`<AggregateType>.<EventType>`) matches one of `bindings` (topic patterns, as bound to
+    /// a queue): the others are scanned but come back as positions only, without payload or
+    /// metadata, so skipping most of the log costs little. Patterns are narrowed in SQL to a
+    /// superset (a `#` matches everything); the caller still filters what comes back exactly (e.g. with [`crate::ConsumerConfig::wants`]).
+    pub async fn scan_after(
+        &self,
+        after: Position,
+        limit: i64,
+        bindings: &[String],
+    ) -> Result<Scan, StoreError> {
+        let filter = TopicFilter::new(bindings);
+        let rows = sqlx::query(
+            "SELECT event_id, transaction_id::text::bigint AS tx, global_position, recorded_at, \
+                    aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                    CASE WHEN w.wanted THEN payload END AS payload, \
+                    CASE WHEN w.wanted THEN metadata END AS metadata, w.wanted \
+             FROM events, LATERAL (SELECT $7 OR aggregate_type = ANY($4) \
+                 OR event_type = ANY($5) OR aggregate_type || '.' || event_type = ANY($6) \
+                 AS wanted) w \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, global_position LIMIT $3",
+        )
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(limit.clamp(1, 10_000))
+        .bind(&filter.aggregate_types)
+        .bind(&filter.event_types)
+        .bind(&filter.keys)
+        .bind(filter.everything)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut scan = Scan {
+            events: Vec::new(),
+            scanned: rows.len(),
+            last: None,
+        };
+        for row in &rows {
+            if row.try_get::<bool, _>("wanted")? {
+                scan.events.push(from_row(row)?);
+            }
+        }
+        if let Some(row) = rows.last() {
+            scan.last = Some(Position::new(
+                row.try_get("tx")?,
+                row.try_get("global_position")?,
+            ));
+        }
+        Ok(scan)
     }
 
     /// Waits (at most `timeout`) until every transaction running now has ended, so that a tail
@@ -281,5 +377,34 @@ impl LogReader {
             false,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TopicFilter;
+
+    fn filter(patterns: &[&str]) -> TopicFilter {
+        TopicFilter::new(&patterns.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn topic_patterns_narrow_to_types_keys_or_everything() {
+        let f = filter(&["Product.*", "*.OrderPlaced", "Category.CategoryCreated"]);
+        assert_eq!(f.aggregate_types, ["Product"]);
+        assert_eq!(f.event_types, ["OrderPlaced"]);
+        assert_eq!(f.keys, ["Category.CategoryCreated"]);
+        assert!(!f.everything);
+        for wide in [
+            "#",
+            "Order.#",
+            "#.OrderPlaced",
+            "*.*",
+            "Order",
+            "A.B.C",
+            "Or*.X",
+        ] {
+            assert!(filter(&[wide]).everything, "{wide} must match everything");
+        }
     }
 }

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use commerce_event_store::log::Scan;
 use commerce_event_store::{
     ConsumerConfig, HandlerError, LogReader, Position, StoreError, StoredEvent,
 };
@@ -121,7 +122,7 @@ pub async fn rebuild<P: Projection>(
     let config = ConsumerConfig::new(name, P::bindings());
     let log = LogReader::new(pool.clone());
 
-    prepare_shadow(pool, name, &shadow).await?;
+    let deferred_indexes = prepare_shadow(pool, name, &shadow).await?;
     sqlx::query(
         "INSERT INTO consumer_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
     )
@@ -143,17 +144,19 @@ pub async fn rebuild<P: Projection>(
         let mut events = 0_i64;
         let mut applied = 0_i64;
         let mut last_report = Instant::now();
-        let mut batch = log.read_after(cursor, BATCH).await?;
+        // Events the projection does not handle are scanned without their payloads.
+        let bindings = P::bindings();
+        let mut batch = log.scan_after(cursor, BATCH, &bindings).await?;
         loop {
-            let caught_up = (batch.len() as i64) < BATCH;
-            if let Some(last) = batch.last().map(|e| e.position) {
+            let caught_up = (batch.scanned as i64) < BATCH;
+            if let Some(last) = batch.last {
                 // The next batch is read while this one is applied: the log is append-only and
                 // the reader's cursor is already known, so the two cannot interfere.
                 let read_next = async {
                     if caught_up {
-                        Ok(Vec::new())
+                        Ok(Scan { events: Vec::new(), scanned: 0, last: None })
                     } else {
-                        log.read_after(last, BATCH).await
+                        log.scan_after(last, BATCH, &bindings).await
                     }
                 };
                 let apply = async {
@@ -162,13 +165,13 @@ pub async fn rebuild<P: Projection>(
                     // flush.
                     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
                     use_schema(&mut tx, &shadow).await?;
-                    let applied = apply_all(projection, &config, &mut tx, &batch).await?;
+                    let applied = apply_all(projection, &config, &mut tx, &batch.events).await?;
                     tx.commit().await?;
                     Ok::<_, RebuildError>(applied)
                 };
                 let (next, done) = tokio::join!(read_next, apply);
                 applied += done?;
-                events += batch.len() as i64;
+                events += batch.scanned as i64;
                 cursor = last;
                 batch = next?;
             }
@@ -200,12 +203,15 @@ pub async fn rebuild<P: Projection>(
         .await?;
         use_schema(&mut tx, &shadow).await?;
         loop {
-            let batch = log.read_after(cursor, BATCH).await?;
-            let Some(last) = batch.last() else { break };
-            let last = last.position;
-            applied += apply_all(projection, &config, &mut tx, &batch).await?;
-            events += batch.len() as i64;
+            let batch = log.scan_after(cursor, BATCH, &bindings).await?;
+            let Some(last) = batch.last else { break };
+            applied += apply_all(projection, &config, &mut tx, &batch.events).await?;
+            events += batch.scanned as i64;
             cursor = last;
+        }
+        // The secondary indexes, built once over the whole replay rather than row by row.
+        for definition in &deferred_indexes {
+            sqlx::query(definition).execute(&mut *tx).await?;
         }
         match finish {
             Finish::Swap => {
@@ -317,7 +323,15 @@ async fn tables(conn: impl sqlx::PgExecutor<'_>, schema: &str) -> Result<Vec<Str
 }
 
 /// A fresh, empty structural copy of the live schema.
-async fn prepare_shadow(pool: &PgPool, live: &str, shadow: &str) -> Result<(), RebuildError> {
+/// Creates the empty shadow schema: every table of the live one, with its constraints and unique
+/// indexes (what the projection's upserts rely on). Its other indexes are dropped and their
+/// definitions returned, to be built once the replay is in (a bulk build is much cheaper than
+/// maintaining a full-text or partial index row by row).
+async fn prepare_shadow(
+    pool: &PgPool,
+    live: &str,
+    shadow: &str,
+) -> Result<Vec<String>, RebuildError> {
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
             .bind(live)
@@ -340,8 +354,27 @@ async fn prepare_shadow(pool: &PgPool, live: &str, shadow: &str) -> Result<(), R
         .execute(&mut *tx)
         .await?;
     }
+    let deferred: Vec<(String, String)> = sqlx::query_as(
+        "SELECT format('%I.%I', n.nspname, c.relname), pg_get_indexdef(i.indexrelid) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND NOT i.indisunique AND NOT i.indisprimary \
+           AND NOT i.indisexclusion \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
+    )
+    .bind(shadow)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (index, _) in &deferred {
+        sqlx::query(&format!("DROP INDEX {index}"))
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
-    Ok(())
+    Ok(deferred
+        .into_iter()
+        .map(|(_, definition)| definition)
+        .collect())
 }
 
 /// Tables whose rows differ between the two schemas, with the count of differing rows.
