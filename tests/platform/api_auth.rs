@@ -302,3 +302,50 @@ async fn logging_out_revokes_the_refresh_tokens(_o: PgPoolOptions, c: PgConnectO
     login(&app, "frank@example.com", PASSWORD).await.expect(200);
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn changing_the_password_ends_every_session_but_a_wrong_attempt_ends_none(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    const NEW_PASSWORD: &str = "battery-staple-9";
+    let app = TestApp::spawn(&c).await;
+    register(&app, "grace@example.com").await.expect(201);
+    let on_phone = login(&app, "grace@example.com", PASSWORD).await.expect(200);
+    let on_laptop = login(&app, "grace@example.com", PASSWORD).await.expect(200);
+    let token = on_laptop.data()["access_token"].as_str().unwrap();
+
+    // A wrong current password revokes nothing: both sessions still refresh.
+    app.put(
+        "/api/v1/users/me/password",
+        Some(token),
+        json!({"current_password": "wrong-password-1", "new_password": NEW_PASSWORD}),
+    )
+    .await
+    .expect(400);
+    let on_phone = refresh(&app, &on_phone.data()["refresh_token"])
+        .await
+        .expect(200);
+
+    app.put(
+        "/api/v1/users/me/password",
+        Some(token),
+        json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+    )
+    .await
+    .expect(204);
+    // A session started with the old password cannot outlive the change.
+    refresh(&app, &on_phone.data()["refresh_token"])
+        .await
+        .expect(401);
+    refresh(&app, &on_laptop.data()["refresh_token"])
+        .await
+        .expect(401);
+    let fresh = login(&app, "grace@example.com", NEW_PASSWORD)
+        .await
+        .expect(200);
+    refresh(&app, &fresh.data()["refresh_token"])
+        .await
+        .expect(200);
+    app.stop().await;
+}

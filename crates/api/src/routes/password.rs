@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{password, Caller};
+use crate::auth::{password, refresh, Caller};
 use crate::consistency::Written;
 use crate::context::RequestId;
 use crate::error::{ApiError, ApiResult};
@@ -41,7 +41,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(change_password))
 }
 
-/// Change the signed-in user's password. Existing sessions stay signed in.
+/// Change the signed-in user's password. Every refresh token of the user is revoked (all
+/// sessions must sign in again once their access token expires).
 #[utoipa::path(put, path = "/users/me/password", tag = "users", security(("bearer" = [])),
     request_body = PasswordInput,
     responses((status = 204), (status = 400, body = crate::error::ErrorBody),
@@ -65,6 +66,10 @@ async fn change_password(
         ));
     }
     let hash = password::hash(input.new_password, state.config.password_memory_kib).await?;
+    // Every session started with the old password ends (whoever may have learnt it): its refresh
+    // tokens are revoked first, so a failure below never leaves the new password beside live old
+    // sessions. Access tokens already issued run out on their own (minutes).
+    refresh::revoke_all(&state.pool, caller.user_id).await?;
     let executed = state
         .dispatcher
         .execute_with::<User>(
