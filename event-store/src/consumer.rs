@@ -14,7 +14,7 @@ use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::{sleep_or_shutdown, Backoff};
@@ -22,12 +22,26 @@ use crate::checkpoint::{self, ConsumerState, OperatorDecision};
 use crate::relay::POSITION_MARKER_KEY;
 use crate::{BrokerConfig, BrokerError, LogReader, Position, StoreError, StoredEvent};
 
+/// How long a run of deliveries that does not end with the relay's position marker waits for the
+/// rest of its batch (the marker is published right behind the batch's events).
+const REST_OF_BATCH: Duration = Duration::from_millis(2);
+
 /// The error a handler returns; the consumer retries, then halts with its text.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Applies events to a read model or reacts to them (process managers).
 pub trait EventHandler: Send + Sync + 'static {
-    /// Prepares a transaction once, before its first event (e.g. sets its `search_path`).
+    /// Prepares a consumer session's own connection once, before any transaction on it (e.g.
+    /// sets its `search_path` for the session).
+    fn prepare_session(
+        &self,
+        conn: &mut PgConnection,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = conn;
+        async { Ok(()) }
+    }
+
+    /// Prepares a transaction once, before its first event.
     fn begin(
         &self,
         conn: &mut PgConnection,
@@ -227,8 +241,15 @@ impl<H: EventHandler> DurableConsumer<H> {
             .declare_consumer_queue(&channel, name, &bindings)
             .await?;
 
+        // The session's own connection, outside the pool: every run is a transaction on it, and
+        // none pays the pool's acquire and the round trip sqlx spends on every release.
+        let mut db = self.pool.acquire().await?.detach();
+        self.handler
+            .prepare_session(&mut db)
+            .await
+            .map_err(|e| SessionError::Other(format!("preparing the session failed: {e}")))?;
         checkpoint::set_state(&self.pool, name, ConsumerState::CatchingUp).await?;
-        self.catch_up(shutdown).await?;
+        self.catch_up(&mut db, shutdown).await?;
         checkpoint::set_state(&self.pool, name, ConsumerState::Live).await?;
         tracing::info!(consumer = %name, "caught up; following {queue}");
 
@@ -256,8 +277,23 @@ impl<H: EventHandler> DurableConsumer<H> {
             };
             // Whatever else is already waiting goes into the same transaction and the same ack.
             let mut interrupted = None;
+            // The relay ends every batch with a position marker: a run that stops short of one
+            // waits a moment for the rest of the batch, so one batch is one transaction here.
+            let mut wait_for_marker = true;
             while run.len() < usize::from(self.config.prefetch.max(1)) {
-                match deliveries.next().now_or_never() {
+                let ends_with_marker = run
+                    .last()
+                    .is_some_and(|d| d.routing_key.as_str() == POSITION_MARKER_KEY);
+                let next = match deliveries.next().now_or_never() {
+                    None if wait_for_marker && !ends_with_marker => {
+                        wait_for_marker = false;
+                        tokio::time::timeout(REST_OF_BATCH, deliveries.next())
+                            .await
+                            .ok()
+                    }
+                    next => next,
+                };
+                match next {
                     Some(Some(Ok(delivery))) => run.push(delivery),
                     Some(Some(Err(e))) => {
                         interrupted = Some(SessionError::from(e));
@@ -273,7 +309,7 @@ impl<H: EventHandler> DurableConsumer<H> {
                 }
             }
             let Some(last) = run.last() else { continue };
-            match self.on_deliveries(&run, shutdown).await {
+            match self.on_deliveries(&mut db, &run, shutdown).await {
                 Ok(()) => {
                     last.acker.ack(BasicAckOptions { multiple: true }).await?;
                 }
@@ -301,6 +337,7 @@ impl<H: EventHandler> DurableConsumer<H> {
     /// retries, so the failing event is isolated and named.
     async fn on_deliveries(
         &self,
+        db: &mut PgConnection,
         run: &[Delivery],
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
@@ -323,15 +360,24 @@ impl<H: EventHandler> DurableConsumer<H> {
                 Err(e) => return Err(SessionError::Other(format!("undecodable message: {e}"))),
             }
         }
-        match self.apply(&events, marker).await {
+        if events.is_empty() {
+            // Only markers: nothing to apply, the cursor moves on in one statement.
+            if let Some(marker) = marker {
+                checkpoint::advance_to(&mut *db, &self.config.name, marker).await?;
+                metrics::gauge!("consumer_position", "consumer" => self.config.name.clone())
+                    .set(marker.global_position as f64);
+            }
+            return Ok(());
+        }
+        match self.apply(db, &events, marker).await {
             Ok(()) => Ok(()),
             Err(ApplyError::Store(e)) => Err(e.into()),
             Err(ApplyError::Handler(_)) => {
                 for event in &events {
-                    self.apply_with_retry(event, shutdown).await?;
+                    self.apply_with_retry(db, event, shutdown).await?;
                 }
                 if marker.is_some() {
-                    self.apply(&[], marker).await.map_err(|e| match e {
+                    self.apply(db, &[], marker).await.map_err(|e| match e {
                         ApplyError::Store(e) => SessionError::from(e),
                         ApplyError::Handler(e) => SessionError::Other(e.to_string()),
                     })?;
@@ -341,7 +387,11 @@ impl<H: EventHandler> DurableConsumer<H> {
         }
     }
 
-    async fn catch_up(&self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+    async fn catch_up(
+        &self,
+        db: &mut PgConnection,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionError> {
         loop {
             if shutdown.is_cancelled() {
                 return Err(SessionError::Shutdown);
@@ -351,13 +401,13 @@ impl<H: EventHandler> DurableConsumer<H> {
             if batch.is_empty() {
                 return Ok(());
             }
-            match self.apply(&batch, None).await {
+            match self.apply(db, &batch, None).await {
                 Ok(()) => {}
                 Err(ApplyError::Store(e)) => return Err(e.into()),
                 // Isolate the failing event: apply one by one, with retries.
                 Err(ApplyError::Handler(_)) => {
                     for event in &batch {
-                        self.apply_with_retry(event, shutdown).await?;
+                        self.apply_with_retry(db, event, shutdown).await?;
                     }
                 }
             }
@@ -368,12 +418,47 @@ impl<H: EventHandler> DurableConsumer<H> {
     /// further: a position marker), in one transaction.
     async fn apply(
         &self,
+        db: &mut PgConnection,
         batch: &[StoredEvent],
         at_least: Option<Position>,
     ) -> Result<(), ApplyError> {
         let name = &self.config.name;
-        let mut tx = self.pool.begin().await.map_err(ApplyError::Store)?;
-        let cursor = checkpoint::lock(&mut tx, name)
+        let mut tx = db.begin().await.map_err(ApplyError::Store)?;
+        let done = match self.apply_in(&mut tx, batch, at_least).await {
+            Ok(done) => done,
+            Err(e) => {
+                // Rolled back now, not when the session's connection is next used: the failed
+                // transaction holds the checkpoint's row lock, which marking the consumer FAILED
+                // (on another connection) waits for.
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        };
+        tx.commit().await.map_err(ApplyError::Store)?;
+        let (applied, duplicates, last) = done;
+        if duplicates > 0 {
+            metrics::counter!("consumer_duplicates_ignored_total", "consumer" => name.clone())
+                .increment(duplicates as u64);
+        }
+        if applied > 0 {
+            metrics::counter!("consumer_events_applied_total", "consumer" => name.clone())
+                .increment(applied as u64);
+        }
+        metrics::gauge!("consumer_position", "consumer" => name.clone())
+            .set(last.global_position as f64);
+        Ok(())
+    }
+
+    /// [`Self::apply`]'s work inside its transaction: events applied, duplicates ignored and the
+    /// new cursor.
+    async fn apply_in(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[StoredEvent],
+        at_least: Option<Position>,
+    ) -> Result<(usize, usize, Position), ApplyError> {
+        let name = &self.config.name;
+        let cursor = checkpoint::lock(tx, name)
             .await
             .map_err(ApplyError::Store)?;
         let fresh: Vec<&StoredEvent> = batch.iter().filter(|e| e.position > cursor).collect();
@@ -391,41 +476,28 @@ impl<H: EventHandler> DurableConsumer<H> {
         }
         let applied = wanted.len();
         if !wanted.is_empty() {
+            self.handler.begin(tx).await.map_err(ApplyError::Handler)?;
             self.handler
-                .begin(&mut tx)
-                .await
-                .map_err(ApplyError::Handler)?;
-            self.handler
-                .handle_batch(&mut tx, &wanted)
+                .handle_batch(tx, &wanted)
                 .await
                 .map_err(ApplyError::Handler)?;
         }
         if last > cursor {
-            checkpoint::advance(&mut tx, name, last, applied as i64)
+            checkpoint::advance(tx, name, last, applied as i64)
                 .await
                 .map_err(ApplyError::Store)?;
         }
         if duplicates > 0 {
-            checkpoint::count_duplicates(&mut tx, name, duplicates as i64)
+            checkpoint::count_duplicates(tx, name, duplicates as i64)
                 .await
                 .map_err(ApplyError::Store)?;
         }
-        tx.commit().await.map_err(ApplyError::Store)?;
-        if duplicates > 0 {
-            metrics::counter!("consumer_duplicates_ignored_total", "consumer" => name.clone())
-                .increment(duplicates as u64);
-        }
-        if applied > 0 {
-            metrics::counter!("consumer_events_applied_total", "consumer" => name.clone())
-                .increment(applied as u64);
-        }
-        metrics::gauge!("consumer_position", "consumer" => name.clone())
-            .set(last.global_position as f64);
-        Ok(())
+        Ok((applied, duplicates, last.max(cursor)))
     }
 
     async fn apply_with_retry(
         &self,
+        db: &mut PgConnection,
         event: &StoredEvent,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
@@ -433,7 +505,7 @@ impl<H: EventHandler> DurableConsumer<H> {
         let mut backoff = Backoff::new(self.config.retry_initial, self.config.retry_max);
         let mut attempt = 0;
         loop {
-            let error = match self.apply(std::slice::from_ref(event), None).await {
+            let error = match self.apply(db, std::slice::from_ref(event), None).await {
                 Ok(()) => return Ok(()),
                 Err(ApplyError::Store(e)) => return Err(e.into()),
                 Err(ApplyError::Handler(e)) if is_transient(&e) => {

@@ -7,7 +7,7 @@
 //! connection, so a relay that lost its lock cannot save); the others stand by and take over when
 //! the lock is released (process death closes the connection, which releases it).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::SecondsFormat;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -23,6 +23,9 @@ use crate::{BrokerConfig, BrokerError, LogReader, Position, StoreError, StoredEv
 /// is bound to it, so a consumer learns it has seen everything up to a position even when none of
 /// the events were for it.
 pub const POSITION_MARKER_KEY: &str = "_log.position";
+
+/// How often an idle relay proves its lock connection alive.
+const LOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Tuning of the relay.
 #[derive(Debug, Clone)]
@@ -132,6 +135,7 @@ impl Relay {
         let mut cursor = load_cursor(&mut lock_conn, &self.broker.namespace).await?;
         let log = LogReader::new(self.pool.clone());
         let exchange = self.broker.exchange();
+        let mut lock_checked = Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 let _ = lock_conn.close().await;
@@ -140,14 +144,19 @@ impl Relay {
             }
             let batch = log.read_after(cursor, self.config.batch_size).await?;
             let Some(last) = batch.last() else {
-                // Idle: prove the lock connection is alive, so a dead one is noticed early.
-                sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+                // Idle: prove the lock connection is alive (about once a second), so a dead one,
+                // and with it the lost lock, is noticed early.
+                if lock_checked.elapsed() >= LOCK_CHECK_EVERY {
+                    sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+                    lock_checked = Instant::now();
+                }
                 sleep_or_shutdown(self.config.poll_interval, shutdown).await;
                 continue;
             };
             let last = last.position;
             publish_batch(&channel, &exchange, &batch).await?;
             save_cursor(&mut lock_conn, &self.broker.namespace, last, batch.len()).await?;
+            lock_checked = Instant::now();
             cursor = last;
             backoff.reset();
             metrics::counter!("relay_published_total").increment(batch.len() as u64);
@@ -188,8 +197,11 @@ async fn publish_batch(
                 POSITION_MARKER_KEY.into(),
                 BasicPublishOptions::default(),
                 &marker,
+                // Transient: a marker lost with a broker restart costs nothing (every consumer
+                // reconnects and catches up from the log), and persisting one to every queue on
+                // every batch is disk work for no guarantee.
                 BasicProperties::default()
-                    .with_delivery_mode(2)
+                    .with_delivery_mode(1)
                     .with_content_type("application/json".into())
                     .with_type(POSITION_MARKER_KEY.into()),
             )

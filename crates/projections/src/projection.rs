@@ -48,8 +48,19 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Points the current transaction's `search_path` at `schema`.
 pub(crate) async fn use_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('search_path', $1, true)")
+    set_search_path(conn, schema, true).await
+}
+
+/// Points `conn`'s `search_path` at `schema`: for the current transaction only (`local`), or for
+/// the session.
+async fn set_search_path(
+    conn: &mut PgConnection,
+    schema: &str,
+    local: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('search_path', $1, $2)")
         .bind(format!("\"{schema}\", public"))
+        .bind(local)
         .execute(conn)
         .await?;
     Ok(())
@@ -60,8 +71,10 @@ pub(crate) async fn use_schema(conn: &mut PgConnection, schema: &str) -> Result<
 pub struct ProjectionHandler<P>(pub P);
 
 impl<P: Projection> EventHandler for ProjectionHandler<P> {
-    async fn begin(&self, conn: &mut PgConnection) -> Result<(), HandlerError> {
-        use_schema(conn, P::NAME).await?;
+    /// The consumer session's connection is its own: its `search_path` is set once, not in every
+    /// transaction.
+    async fn prepare_session(&self, conn: &mut PgConnection) -> Result<(), HandlerError> {
+        set_search_path(conn, P::NAME, false).await?;
         Ok(())
     }
 

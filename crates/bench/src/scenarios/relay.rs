@@ -314,8 +314,9 @@ async fn prepare_messages(log: &LogReader, batch_size: i64) -> anyhow::Result<Ve
         batch.push((
             POSITION_MARKER_KEY.to_owned(),
             serde_json::to_vec(&cursor)?,
+            // Transient, as the relay's markers are.
             BasicProperties::default()
-                .with_delivery_mode(2)
+                .with_delivery_mode(1)
                 .with_content_type("application/json".into())
                 .with_type(POSITION_MARKER_KEY.into()),
         ));
