@@ -79,6 +79,8 @@ pub struct Shared {
     pub limiter: Arc<RateLimiter>,
     /// Readiness checks and the metrics handle.
     pub ops: OpsState,
+    /// The HTTP metrics' handles per route.
+    pub http_metrics: crate::middleware::metrics::HttpMetrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -123,6 +125,7 @@ impl AppState {
             limiter: Arc::new(limiter),
             config: Arc::new(config),
             ops,
+            http_metrics: Default::default(),
         }))
     }
 }

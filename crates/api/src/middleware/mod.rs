@@ -47,10 +47,7 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
     let started = Instant::now();
     let id = request_id::of(&req);
     let ip = ClientIp::of(&req, &state.config.trusted_proxies);
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let docs = req.uri().path().starts_with("/docs");
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
@@ -63,7 +60,10 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
     if let Some(value) = header {
         headers.insert(request_id::REQUEST_ID, value);
     }
-    metrics::record(&method, route, response.status(), started.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state
+        .http_metrics
+        .record(&method, route, response.status(), started.elapsed());
     response
 }
 
@@ -79,6 +79,9 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         },
     };
     let headers = response.headers_mut();
+    // Room for every header the layers add on the way out (these three, CORS's, the security
+    // headers, the request id), so the map grows once rather than at each layer.
+    headers.reserve(16);
     for (name, value) in limits {
         headers.insert(name, value);
     }

@@ -6,7 +6,6 @@ use axum::http::{header, HeaderMap, HeaderValue};
 /// Adds the headers to a response to a request for `path`.
 pub fn add(path_is_docs: bool, h: &mut HeaderMap) {
     let docs = path_is_docs;
-    h.reserve(8);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
