@@ -5,10 +5,12 @@
 //! rejections, the bearer check) are added to each operation by [`add_common_responses`], so the
 //! document describes every status a client can receive, not only those a handler returns.
 
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// Title, version, tags and the bearer scheme; paths are added by the routers.
@@ -108,6 +110,137 @@ fn add_to(operation: &mut Operation) {
     }
 }
 
+/// An operation taking a created id: (path, method, path parameter).
+type LinkTarget = (&'static str, &'static str, &'static str);
+
+/// The resources a creating operation answers with (`data.id`), and the operations that take that
+/// id in their path: (creating path, status, [(path, method, parameter)]). They become OpenAPI
+/// links, which clients (and schemathesis' stateful phase) follow from a creation to its uses.
+const LINKS: &[(&str, &str, &[LinkTarget])] = &[
+    (
+        "/api/v1/categories",
+        "201",
+        &[
+            ("/api/v1/categories/{id}", "get", "id"),
+            ("/api/v1/categories/{id}", "put", "id"),
+            ("/api/v1/categories/{id}", "delete", "id"),
+        ],
+    ),
+    (
+        "/api/v1/products",
+        "201",
+        &[
+            ("/api/v1/products/{id}", "get", "id"),
+            ("/api/v1/products/{id}", "put", "id"),
+            ("/api/v1/products/{id}", "delete", "id"),
+            ("/api/v1/products/{id}/reviews", "get", "id"),
+            ("/api/v1/products/{id}/reviews", "post", "id"),
+            ("/api/v1/inventory/{product_id}", "get", "product_id"),
+            ("/api/v1/inventory/{product_id}", "put", "product_id"),
+            (
+                "/api/v1/inventory/{product_id}/history",
+                "get",
+                "product_id",
+            ),
+            ("/api/v1/cart/{product_id}", "put", "product_id"),
+            ("/api/v1/cart/{product_id}", "delete", "product_id"),
+        ],
+    ),
+    (
+        "/api/v1/orders",
+        "201",
+        &[
+            ("/api/v1/orders/{id}", "get", "id"),
+            ("/api/v1/orders/{id}", "delete", "id"),
+            ("/api/v1/orders/{id}/history", "get", "id"),
+            ("/api/v1/orders/{id}/ship", "post", "id"),
+            ("/api/v1/orders/{id}/deliver", "post", "id"),
+            ("/api/v1/payments/order/{order_id}", "get", "order_id"),
+        ],
+    ),
+    (
+        "/api/v1/payments",
+        "201",
+        &[
+            ("/api/v1/payments/{id}", "get", "id"),
+            ("/api/v1/payments/{id}/confirm", "post", "id"),
+            ("/api/v1/payments/{id}/refund", "post", "id"),
+        ],
+    ),
+    (
+        "/api/v1/payment-methods",
+        "201",
+        &[("/api/v1/payment-methods/{id}", "delete", "id")],
+    ),
+    (
+        "/api/v1/auth/register",
+        "201",
+        &[
+            ("/api/v1/users/{id}", "get", "id"),
+            ("/api/v1/users/{id}", "put", "id"),
+        ],
+    ),
+];
+
+/// Adds [`LINKS`] to the creating operations' responses (POST of each creating path). Panics on a
+/// link to an operation or response the document lacks, so the table cannot drift from the
+/// routes (the document is built in tests).
+pub fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
+    for (source, status, targets) in LINKS {
+        for (path, method, parameter) in *targets {
+            let documented = openapi
+                .paths
+                .paths
+                .get(*path)
+                .and_then(|item| match *method {
+                    "get" => item.get.as_ref(),
+                    "put" => item.put.as_ref(),
+                    "post" => item.post.as_ref(),
+                    "delete" => item.delete.as_ref(),
+                    _ => None,
+                })
+                .is_some();
+            assert!(
+                documented,
+                "link to {method} {path}, which is not documented"
+            );
+            // `get_products_id_reviews`: unique per target, and within the names links may have.
+            let name = std::iter::once(*method)
+                .chain(path.trim_start_matches("/api/v1/").split('/'))
+                .map(|part| {
+                    part.trim_matches(|c| c == '{' || c == '}')
+                        .replace('-', "_")
+                })
+                .collect::<Vec<_>>()
+                .join("_");
+            let pointer = path.replace('~', "~0").replace('/', "~1");
+            // utoipa 5.5 writes `LinkBuilder::operation_ref` as `operation_ref`, a key OpenAPI does
+            // not know: the field goes in as the `operationRef` it must be, through the flattened
+            // extensions (their `FromIterator` adds no `x-` prefix).
+            let operation_ref = format!("#/paths/{pointer}/{method}");
+            let link = LinkBuilder::new()
+                .extensions(Some(Extensions::from_iter([(
+                    "operationRef",
+                    operation_ref,
+                )])))
+                .parameter(*parameter, "$response.body#/data/id")
+                .description(format!("The created resource's `data.id` as `{parameter}`"))
+                .build();
+            let response = openapi
+                .paths
+                .paths
+                .get_mut(*source)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|op| op.responses.responses.get_mut(*status))
+                .unwrap_or_else(|| panic!("no {status} answer documented for POST {source}"));
+            let RefOr::T(response) = response else {
+                panic!("the {status} answer of POST {source} is a reference");
+            };
+            response.links.insert(name, RefOr::T(link));
+        }
+    }
+}
+
 /// A string parameter that takes one of `values` (for `#[param(schema_with = …)]`, where
 /// utoipa has no `enum` attribute).
 pub(crate) fn string_enum(values: &[&str]) -> Object {
@@ -196,5 +329,27 @@ mod tests {
         );
         let address = &schemas["Address"]["oneOf"];
         assert_eq!(address[0]["maxLength"], 500, "{address}");
+    }
+
+    /// Clients (and schemathesis' stateful phase) follow a creation to the operations on what it
+    /// created.
+    #[test]
+    fn creations_link_to_the_operations_on_what_they_created() {
+        let doc = document();
+        let links = &doc["paths"]["/api/v1/products"]["post"]["responses"]["201"]["links"];
+        assert_eq!(
+            links["get_products_id"],
+            json!({
+                "operationRef": "#/paths/~1api~1v1~1products~1{id}/get",
+                "parameters": {"id": "$response.body#/data/id"},
+                "description": "The created resource's `data.id` as `id`",
+            })
+        );
+        assert_eq!(
+            links["get_inventory_product_id_history"]["parameters"],
+            json!({"product_id": "$response.body#/data/id"})
+        );
+        let order = &doc["paths"]["/api/v1/orders"]["post"]["responses"]["201"]["links"];
+        assert!(order["post_orders_id_ship"].is_object(), "{order}");
     }
 }

@@ -50,6 +50,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(admin::router());
     let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1);
     crate::openapi::add_common_responses(api.get_openapi_mut());
+    crate::openapi::add_links(api.get_openapi_mut());
     api
 }
 
