@@ -8,7 +8,9 @@
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayItems, Object, ObjectBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -107,6 +109,82 @@ fn add_to(operation: &mut Operation) {
                     .build()
                     .into()
             });
+    }
+}
+
+/// No string of the API may hold NUL (Postgres text cannot): the JSON body, query and path
+/// extractors refuse it with a 400. Written as a `pattern` on every free string.
+pub const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// Adds [`NO_NUL`] to every string schema of the document that has no pattern, format or enum of
+/// its own (those already exclude NUL): component schemas, parameters and request bodies.
+pub fn forbid_nul(openapi: &mut utoipa::openapi::OpenApi) {
+    if let Some(components) = openapi.components.as_mut() {
+        for schema in components.schemas.values_mut() {
+            forbid_nul_in(schema);
+        }
+    }
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let Some(schema) = parameter.schema.as_mut() {
+                    forbid_nul_in(schema);
+                }
+            }
+            if let Some(body) = operation.request_body.as_mut() {
+                for content in body.content.values_mut() {
+                    if let Some(schema) = content.schema.as_mut() {
+                        forbid_nul_in(schema);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn forbid_nul_in(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else {
+        return;
+    };
+    match schema {
+        Schema::Object(object) => {
+            let string = match &object.schema_type {
+                SchemaType::Type(t) => *t == Type::String,
+                SchemaType::Array(types) => types.contains(&Type::String),
+                SchemaType::AnyValue => false,
+            };
+            if string
+                && object.pattern.is_none()
+                && object.format.is_none()
+                && object.enum_values.is_none()
+            {
+                object.pattern = Some(NO_NUL.to_owned());
+            }
+            for property in object.properties.values_mut() {
+                forbid_nul_in(property);
+            }
+            if let Some(AdditionalProperties::RefOr(extra)) =
+                object.additional_properties.as_deref_mut()
+            {
+                forbid_nul_in(extra);
+            }
+        }
+        Schema::Array(array) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                forbid_nul_in(items);
+            }
+        }
+        Schema::OneOf(one) => one.items.iter_mut().for_each(forbid_nul_in),
+        Schema::AllOf(all) => all.items.iter_mut().for_each(forbid_nul_in),
+        Schema::AnyOf(any) => any.items.iter_mut().for_each(forbid_nul_in),
+        _ => {}
     }
 }
 
@@ -351,5 +429,32 @@ mod tests {
         );
         let order = &doc["paths"]["/api/v1/orders"]["post"]["responses"]["201"]["links"];
         assert!(order["post_orders_id_ship"].is_object(), "{order}");
+    }
+
+    /// Every limit a fuzzer needs to send only what the server takes: NUL nowhere, names not
+    /// blank, the bounds of a stock adjustment by kind.
+    #[test]
+    fn strings_exclude_nul_and_adjustments_are_one_object_per_kind() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ReviewInput"]["properties"]["comment"]["pattern"],
+            super::NO_NUL
+        );
+        assert_eq!(
+            query_parameter(&doc, "/api/v1/products", "search")["pattern"],
+            super::NO_NUL
+        );
+        assert_eq!(
+            schemas["CategoryInput"]["properties"]["name"]["pattern"],
+            r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+        );
+        let kinds = schemas["AdjustmentInput"]["oneOf"]
+            .as_array()
+            .expect("oneOf");
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        assert_eq!(kinds[1]["properties"]["operation"]["enum"], json!(["set"]));
+        assert_eq!(kinds[1]["properties"]["quantity"]["minimum"], 0);
+        assert_eq!(kinds[2]["properties"]["reason"]["pattern"], super::NO_NUL);
     }
 }

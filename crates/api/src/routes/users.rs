@@ -111,7 +111,11 @@ async fn view_after(state: &AppState, id: Uuid, position: Position) -> ApiResult
 pub struct ProfileInput {
     /// 1 to 100 characters.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     name: Option<String>,
     /// 1 to 32 characters; `null` or `""` removes it.
     #[serde(default, deserialize_with = "present")]
