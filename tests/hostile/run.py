@@ -3,8 +3,11 @@
 Started by `scripts/hostile` (which builds the binary and prepares the virtualenv). Runs the
 platform on a fresh database and broker namespace, seeds a little data so list endpoints answer
 with real items (their schemas get checked too), then lets schemathesis generate requests from
-`/api/v1/openapi.json` with the server-error and response-conformance checks. Exits non-zero on
-any failed check, any 5xx the server counted, or fewer generated requests than asked for.
+`/api/v1/openapi.json` with every check schemathesis has (a request the document allows must
+not be refused with a 400, one it forbids must not be accepted, every status and header must be
+documented, ...) in every phase, the stateful one following the document's links. No check is
+excluded. Exits non-zero on any failed check, any 5xx the server counted, or fewer generated
+requests than asked for.
 Removes its database, exchange and queues afterwards.
 """
 
@@ -213,8 +216,6 @@ def run_schemathesis(args, api: Api, who: str, token: str, report_dir: Path, des
         str(args.workers),
         "--request-timeout",
         "30",
-        "--max-time",
-        str(args.max_time if not destructive else max(args.max_time // 4, 5)),
         "--suppress-health-check",
         "all",
         "--no-color",
@@ -225,6 +226,10 @@ def run_schemathesis(args, api: Api, who: str, token: str, report_dir: Path, des
         "--report-dir",
         str(report_dir / who),
     ]
+    if args.max_time:
+        # A budget makes fuzzing and the stateful phase repeat until it is spent; without one
+        # (the default) every phase runs once, with its full number of examples per operation.
+        cmd += ["--max-time", str(args.max_time if not destructive else max(args.max_time // 4, 5))]
     log(f"schemathesis as {who}: seed {args.seed}, {args.examples} examples per operation")
     started = time.monotonic()
     # schemathesis keeps state in `.schemathesis/` of its working directory: not in the source tree.
@@ -272,9 +277,10 @@ def main() -> int:
     # recursion depth mismatch"), which Hypothesis does while describing strategies: one worker.
     workers = "4" if sys.version_info >= (3, 12) else "1"
     parser.add_argument("--workers", type=int, default=int(os.environ.get("HOSTILE_WORKERS", workers)))
-    # Fuzzing repeats until the budget is spent: this is the length of each main run (the runs of
-    # the self-destructive operations get a quarter of it).
-    parser.add_argument("--max-time", type=int, default=int(os.environ.get("HOSTILE_MAX_TIME", "40")))
+    # With a budget (seconds), fuzzing and the stateful phase repeat until it is spent: the length
+    # of each main run (the self-destructive runs get a quarter). 0, the default: no budget, every
+    # operation gets its full `--examples` in every phase, once.
+    parser.add_argument("--max-time", type=int, default=int(os.environ.get("HOSTILE_MAX_TIME", "0")))
     parser.add_argument("--min-requests", type=int, default=2000)
     parser.add_argument("--out", default="target/hostile")
     args = parser.parse_args()
@@ -304,6 +310,9 @@ def main() -> int:
             "RATE_LIMIT_PER_SECOND": os.environ.get("HOSTILE_RATE_LIMIT", "1000000"),
             "RATE_LIMIT_BURST": os.environ.get("HOSTILE_RATE_LIMIT", "1000000"),
             "PASSWORD_HASH_MEMORY_KIB": "1024",
+            # The runs' tokens are taken once, at the start: they must outlive a run that is slow
+            # or paused (a stopped machine), or the rest tests only the 401 path.
+            "ACCESS_TOKEN_TTL": "2h",
             "RUST_LOG": env.get("RUST_LOG", "info"),
         }
     )

@@ -53,11 +53,9 @@ pub struct RegisterInput {
     )]
     password: String,
     /// 1 to 100 characters.
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    )]
+    // 1 to 100 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,98}[^\s\u0000])?\s*$")]
     name: String,
     /// At most 32 characters; empty (or blank) means none.
     #[serde(default)]

@@ -76,11 +76,9 @@ impl From<CategoryView> for CategoryBody {
 #[serde(deny_unknown_fields)]
 pub struct CategoryInput {
     /// 1 to 100 characters (trimmed), unique.
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    )]
+    // 1 to 100 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,98}[^\s\u0000])?\s*$")]
     name: String,
     /// URL slug: lowercase ASCII letters and digits joined by single hyphens; derived from the
     /// name when absent or blank.

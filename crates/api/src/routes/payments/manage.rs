@@ -28,11 +28,9 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfirmInput {
     /// The gateway's payment intent, 1 to 255 characters (trimmed).
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    )]
+    // 1 to 255 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,253}[^\s\u0000])?\s*$")]
     payment_intent_id: String,
 }
 

@@ -35,11 +35,9 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewProduct {
     /// 1 to 200 characters (trimmed).
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    )]
+    // 1 to 200 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,198}[^\s\u0000])?\s*$")]
     name: String,
     /// At most 5000 characters; may be empty.
     #[schema(max_length = 5000)]
@@ -74,11 +72,9 @@ pub(crate) struct NewProduct {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProductUpdate {
     #[serde(default)]
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    )]
+    // 1 to 200 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,198}[^\s\u0000])?\s*$")]
     name: Option<String>,
     /// New slug (lowercase ASCII letters and digits joined by single hyphens); a new name
     /// without one re-derives it.
