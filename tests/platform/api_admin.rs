@@ -479,7 +479,6 @@ async fn malformed_log_queries_are_400_naming_the_parameter(
         ("after=-1.5", "after"),
         ("from=yesterday", "from"),
         ("to=2024-13-01T00:00:00Z", "to"),
-        ("from=2024-02-01T00:00:00Z&to=2024-01-01T00:00:00Z", "to"),
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
         ("limit=many", "limit"),
@@ -494,6 +493,15 @@ async fn malformed_log_queries_are_400_naming_the_parameter(
             bad.body
         );
     }
+    // A range that ends before it starts is empty, not malformed.
+    let empty = app
+        .get(
+            "/api/v1/admin/events?from=2024-02-01T00:00:00Z&to=2024-01-01T00:00:00Z",
+            Some(&admin.token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(empty.body["data"], json!([]), "{}", empty.body);
     let overlong = format!("/api/v1/admin/streams/User/{}", "x".repeat(300));
     app.get(&overlong, Some(&admin.token)).await.expect(400);
     app.get(

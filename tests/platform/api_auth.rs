@@ -322,7 +322,7 @@ async fn changing_the_password_ends_every_session_but_a_wrong_attempt_ends_none(
         json!({"current_password": "wrong-password-1", "new_password": NEW_PASSWORD}),
     )
     .await
-    .expect(400);
+    .expect(403);
     let on_phone = refresh(&app, &on_phone.data()["refresh_token"])
         .await
         .expect(200);

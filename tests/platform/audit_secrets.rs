@@ -76,7 +76,7 @@ async fn a_full_journey_leaves_no_password_hash_in_the_log_or_on_the_broker(
         json!({"current_password": "wrong-password-1", "new_password": NEW_PASSWORD}),
     )
     .await
-    .expect(400);
+    .expect(403);
     app.put(
         "/api/v1/users/me/password",
         Some(&token),

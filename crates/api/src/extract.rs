@@ -61,7 +61,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             details: None,
         });
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let bytes = integral_numbers(bytes);
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -86,6 +87,64 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::invalid_field(&path, message)
         }
     })
+}
+
+/// The JSON text with every number whose fraction is all zeros written without it (`2.0` → `2`,
+/// `19.00` → `19`): JSON Schema's `integer` includes `2.0`, serde's integers do not, and an amount
+/// keeps its value. Strings are left as they are; text with no such number is not copied.
+fn integral_numbers(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if !(b.is_ascii_digit() || b == b'-') {
+            i += 1;
+            continue;
+        }
+        // A number: digits, then maybe a fraction, then maybe an exponent.
+        let mut end = i + 1;
+        while end < bytes.len() && bytes[end].is_ascii_digit() {
+            end += 1;
+        }
+        if end < bytes.len() && bytes[end] == b'.' {
+            let dot = end;
+            end += 1;
+            while end < bytes.len() && bytes[end].is_ascii_digit() {
+                end += 1;
+            }
+            let exponent = end < bytes.len() && matches!(bytes[end], b'e' | b'E');
+            let zeros = end > dot + 1 && bytes[dot + 1..end].iter().all(|d| *d == b'0');
+            if zeros && !exponent {
+                let buffer = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+                buffer.extend_from_slice(&bytes[copied..dot]);
+                copied = end;
+            }
+        }
+        i = end;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(bytes),
+        Some(mut buffer) => {
+            buffer.extend_from_slice(&bytes[copied..]);
+            std::borrow::Cow::Owned(buffer)
+        }
+    }
 }
 
 /// Whether the JSON text holds a `\u0000` escape (one not itself preceded by an escaping
@@ -192,6 +251,30 @@ mod tests {
         assert!(!has_nul_escape(br#"{"a": "x\\u0000y"}"#));
         assert!(has_nul_escape(br#"{"a": "x\\\u0000y"}"#));
         assert!(!has_nul_escape(br#"{"a": "plain"}"#));
+    }
+
+    #[test]
+    fn integral_numbers_lose_their_zero_fraction_and_nothing_else_changes() {
+        let text = |b: &[u8]| String::from_utf8(integral_numbers(b).into_owned()).unwrap();
+        assert_eq!(
+            text(br#"{"q": 2.0, "p": 19.00, "r": -3.000, "a": 1.50, "e": 1.0e3}"#),
+            r#"{"q": 2, "p": 19, "r": -3, "a": 1.50, "e": 1.0e3}"#
+        );
+        assert_eq!(
+            text(br#"{"s": "2.0 \" 3.0", "n": [1.0,2.00]}"#),
+            r#"{"s": "2.0 \" 3.0", "n": [1,2]}"#
+        );
+        assert!(matches!(
+            integral_numbers(br#"{"q": 2}"#),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        #[derive(Debug, serde::Deserialize)]
+        struct Quantity {
+            quantity: u32,
+        }
+        let q: Quantity = parse_json(br#"{"quantity": 421.0}"#).unwrap();
+        assert_eq!(q.quantity, 421);
+        assert!(parse_json::<Quantity>(br#"{"quantity": 1.5}"#).is_err());
     }
 
     #[derive(Debug, serde::Deserialize)]

@@ -76,6 +76,7 @@ impl utoipa::PartialSchema for Amount {
             .schema_type(utoipa::openapi::schema::Type::Number)
             .multiple_of(Some(0.01))
             .minimum(Some(0))
+            .maximum(Some(MAX_MINOR / 100))
             .description(Some("Money: a number with at most 2 decimals"))
             .examples([serde_json::json!(199.99)])
             .into()
@@ -83,6 +84,25 @@ impl utoipa::PartialSchema for Amount {
 }
 
 impl utoipa::ToSchema for Amount {}
+
+/// The schema of an [`Amount`] that must be more than zero (a refund).
+#[derive(Debug)]
+pub struct PositiveAmount;
+
+impl utoipa::PartialSchema for PositiveAmount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .multiple_of(Some(0.01))
+            .exclusive_minimum(Some(0))
+            .maximum(Some(MAX_MINOR / 100))
+            .description(Some("Money above zero: a number with at most 2 decimals"))
+            .examples([serde_json::json!(19.99)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PositiveAmount {}
 
 #[cfg(test)]
 mod tests {

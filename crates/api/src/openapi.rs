@@ -5,10 +5,14 @@
 //! rejections, the bearer check) are added to each operation by [`add_common_responses`], so the
 //! document describes every status a client can receive, not only those a handler returns.
 
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayItems, Object, ObjectBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// Title, version, tags and the bearer scheme; paths are added by the routers.
@@ -108,6 +112,213 @@ fn add_to(operation: &mut Operation) {
     }
 }
 
+/// No string of the API may hold NUL (Postgres text cannot): the JSON body, query and path
+/// extractors refuse it with a 400. Written as a `pattern` on every free string.
+pub const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// Adds [`NO_NUL`] to every string schema of the document that has no pattern, format or enum of
+/// its own (those already exclude NUL): component schemas, parameters and request bodies.
+pub fn forbid_nul(openapi: &mut utoipa::openapi::OpenApi) {
+    if let Some(components) = openapi.components.as_mut() {
+        for schema in components.schemas.values_mut() {
+            forbid_nul_in(schema);
+        }
+    }
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let Some(schema) = parameter.schema.as_mut() {
+                    forbid_nul_in(schema);
+                }
+            }
+            if let Some(body) = operation.request_body.as_mut() {
+                for content in body.content.values_mut() {
+                    if let Some(schema) = content.schema.as_mut() {
+                        forbid_nul_in(schema);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn forbid_nul_in(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else {
+        return;
+    };
+    match schema {
+        Schema::Object(object) => {
+            let string = match &object.schema_type {
+                SchemaType::Type(t) => *t == Type::String,
+                SchemaType::Array(types) => types.contains(&Type::String),
+                SchemaType::AnyValue => false,
+            };
+            if string
+                && object.pattern.is_none()
+                && object.format.is_none()
+                && object.enum_values.is_none()
+            {
+                object.pattern = Some(NO_NUL.to_owned());
+            }
+            for property in object.properties.values_mut() {
+                forbid_nul_in(property);
+            }
+            if let Some(AdditionalProperties::RefOr(extra)) =
+                object.additional_properties.as_deref_mut()
+            {
+                forbid_nul_in(extra);
+            }
+        }
+        Schema::Array(array) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                forbid_nul_in(items);
+            }
+        }
+        Schema::OneOf(one) => one.items.iter_mut().for_each(forbid_nul_in),
+        Schema::AllOf(all) => all.items.iter_mut().for_each(forbid_nul_in),
+        Schema::AnyOf(any) => any.items.iter_mut().for_each(forbid_nul_in),
+        _ => {}
+    }
+}
+
+/// An operation taking a created id: (path, method, path parameter).
+type LinkTarget = (&'static str, &'static str, &'static str);
+
+/// The resources a creating operation answers with (`data.id`), and the operations that take that
+/// id in their path: (creating path, status, [(path, method, parameter)]). They become OpenAPI
+/// links, which clients (and schemathesis' stateful phase) follow from a creation to its uses.
+const LINKS: &[(&str, &str, &[LinkTarget])] = &[
+    (
+        "/api/v1/categories",
+        "201",
+        &[
+            ("/api/v1/categories/{id}", "get", "id"),
+            ("/api/v1/categories/{id}", "put", "id"),
+            ("/api/v1/categories/{id}", "delete", "id"),
+        ],
+    ),
+    (
+        "/api/v1/products",
+        "201",
+        &[
+            ("/api/v1/products/{id}", "get", "id"),
+            ("/api/v1/products/{id}", "put", "id"),
+            ("/api/v1/products/{id}", "delete", "id"),
+            ("/api/v1/products/{id}/reviews", "get", "id"),
+            ("/api/v1/products/{id}/reviews", "post", "id"),
+            ("/api/v1/inventory/{product_id}", "get", "product_id"),
+            ("/api/v1/inventory/{product_id}", "put", "product_id"),
+            (
+                "/api/v1/inventory/{product_id}/history",
+                "get",
+                "product_id",
+            ),
+            ("/api/v1/cart/{product_id}", "put", "product_id"),
+            ("/api/v1/cart/{product_id}", "delete", "product_id"),
+        ],
+    ),
+    (
+        "/api/v1/orders",
+        "201",
+        &[
+            ("/api/v1/orders/{id}", "get", "id"),
+            ("/api/v1/orders/{id}", "delete", "id"),
+            ("/api/v1/orders/{id}/history", "get", "id"),
+            ("/api/v1/orders/{id}/ship", "post", "id"),
+            ("/api/v1/orders/{id}/deliver", "post", "id"),
+            ("/api/v1/payments/order/{order_id}", "get", "order_id"),
+        ],
+    ),
+    (
+        "/api/v1/payments",
+        "201",
+        &[
+            ("/api/v1/payments/{id}", "get", "id"),
+            ("/api/v1/payments/{id}/confirm", "post", "id"),
+            ("/api/v1/payments/{id}/refund", "post", "id"),
+        ],
+    ),
+    (
+        "/api/v1/payment-methods",
+        "201",
+        &[("/api/v1/payment-methods/{id}", "delete", "id")],
+    ),
+    (
+        "/api/v1/auth/register",
+        "201",
+        &[
+            ("/api/v1/users/{id}", "get", "id"),
+            ("/api/v1/users/{id}", "put", "id"),
+        ],
+    ),
+];
+
+/// Adds [`LINKS`] to the creating operations' responses (POST of each creating path). Panics on a
+/// link to an operation or response the document lacks, so the table cannot drift from the
+/// routes (the document is built in tests).
+pub fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
+    for (source, status, targets) in LINKS {
+        for (path, method, parameter) in *targets {
+            let documented = openapi
+                .paths
+                .paths
+                .get(*path)
+                .and_then(|item| match *method {
+                    "get" => item.get.as_ref(),
+                    "put" => item.put.as_ref(),
+                    "post" => item.post.as_ref(),
+                    "delete" => item.delete.as_ref(),
+                    _ => None,
+                })
+                .is_some();
+            assert!(
+                documented,
+                "link to {method} {path}, which is not documented"
+            );
+            // `get_products_id_reviews`: unique per target, and within the names links may have.
+            let name = std::iter::once(*method)
+                .chain(path.trim_start_matches("/api/v1/").split('/'))
+                .map(|part| {
+                    part.trim_matches(|c| c == '{' || c == '}')
+                        .replace('-', "_")
+                })
+                .collect::<Vec<_>>()
+                .join("_");
+            let pointer = path.replace('~', "~0").replace('/', "~1");
+            // utoipa 5.5 writes `LinkBuilder::operation_ref` as `operation_ref`, a key OpenAPI does
+            // not know: the field goes in as the `operationRef` it must be, through the flattened
+            // extensions (their `FromIterator` adds no `x-` prefix).
+            let operation_ref = format!("#/paths/{pointer}/{method}");
+            let link = LinkBuilder::new()
+                .extensions(Some(Extensions::from_iter([(
+                    "operationRef",
+                    operation_ref,
+                )])))
+                .parameter(*parameter, "$response.body#/data/id")
+                .description(format!("The created resource's `data.id` as `{parameter}`"))
+                .build();
+            let response = openapi
+                .paths
+                .paths
+                .get_mut(*source)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|op| op.responses.responses.get_mut(*status))
+                .unwrap_or_else(|| panic!("no {status} answer documented for POST {source}"));
+            let RefOr::T(response) = response else {
+                panic!("the {status} answer of POST {source} is a reference");
+            };
+            response.links.insert(name, RefOr::T(link));
+        }
+    }
+}
+
 /// A string parameter that takes one of `values` (for `#[param(schema_with = …)]`, where
 /// utoipa has no `enum` attribute).
 pub(crate) fn string_enum(values: &[&str]) -> Object {
@@ -172,15 +383,20 @@ mod tests {
         assert_eq!(register["email"]["maxLength"], 254);
         assert_eq!(register["password"]["minLength"], 8);
         assert_eq!(register["password"]["maxLength"], 128);
-        assert_eq!(register["name"]["maxLength"], 100);
-        assert_eq!(
-            schemas["CategoryInput"]["properties"]["name"]["maxLength"],
-            100
+        // Names are trimmed before their length is checked: the bound is in the pattern.
+        assert!(
+            register["name"]["pattern"]
+                .as_str()
+                .is_some_and(|p| p.contains("{0,98}")),
+            "{register}"
         );
         assert_eq!(
-            schemas["NewProduct"]["properties"]["name"]["maxLength"],
-            200
+            schemas["CategoryInput"]["properties"]["name"]["pattern"],
+            r"^\s*[^\s\u0000]([^\u0000]{0,98}[^\s\u0000])?\s*$"
         );
+        assert!(schemas["NewProduct"]["properties"]["name"]["pattern"]
+            .as_str()
+            .is_some_and(|p| p.contains("{0,198}")));
         assert_eq!(schemas["ReviewInput"]["properties"]["rating"]["maximum"], 5);
         assert_eq!(
             schemas["ReviewInput"]["properties"]["comment"]["maxLength"],
@@ -196,5 +412,51 @@ mod tests {
         );
         let address = &schemas["Address"]["oneOf"];
         assert_eq!(address[0]["maxLength"], 500, "{address}");
+    }
+
+    /// Clients (and schemathesis' stateful phase) follow a creation to the operations on what it
+    /// created.
+    #[test]
+    fn creations_link_to_the_operations_on_what_they_created() {
+        let doc = document();
+        let links = &doc["paths"]["/api/v1/products"]["post"]["responses"]["201"]["links"];
+        assert_eq!(
+            links["get_products_id"],
+            json!({
+                "operationRef": "#/paths/~1api~1v1~1products~1{id}/get",
+                "parameters": {"id": "$response.body#/data/id"},
+                "description": "The created resource's `data.id` as `id`",
+            })
+        );
+        assert_eq!(
+            links["get_inventory_product_id_history"]["parameters"],
+            json!({"product_id": "$response.body#/data/id"})
+        );
+        let order = &doc["paths"]["/api/v1/orders"]["post"]["responses"]["201"]["links"];
+        assert!(order["post_orders_id_ship"].is_object(), "{order}");
+    }
+
+    /// Every limit a fuzzer needs to send only what the server takes: NUL nowhere, names not
+    /// blank, the bounds of a stock adjustment by kind.
+    #[test]
+    fn strings_exclude_nul_and_adjustments_are_one_object_per_kind() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ReviewInput"]["properties"]["comment"]["pattern"],
+            super::NO_NUL
+        );
+        assert_eq!(
+            query_parameter(&doc, "/api/v1/products", "search")["pattern"],
+            super::NO_NUL
+        );
+        assert!(schemas["CategoryInput"]["properties"]["name"]["maxLength"].is_null());
+        let kinds = schemas["AdjustmentInput"]["oneOf"]
+            .as_array()
+            .expect("oneOf");
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        assert_eq!(kinds[1]["properties"]["operation"]["enum"], json!(["set"]));
+        assert_eq!(kinds[1]["properties"]["quantity"]["minimum"], 0);
+        assert_eq!(kinds[2]["properties"]["reason"]["pattern"], super::NO_NUL);
     }
 }

@@ -46,14 +46,20 @@ pub struct RegisterInput {
     #[schema(format = Email, max_length = 254)]
     email: String,
     /// 8 to 128 characters with a letter and a digit.
-    #[schema(min_length = 8, max_length = 128)]
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^[^\u0000]*([A-Za-z][^\u0000]*[0-9]|[0-9][^\u0000]*[A-Za-z])[^\u0000]*$"
+    )]
     password: String,
     /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    // 1 to 100 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,98}[^\s\u0000])?\s*$")]
     name: String,
-    /// 1 to 32 characters.
+    /// At most 32 characters; empty (or blank) means none.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 32)]
+    #[schema(max_length = 32)]
     phone: Option<String>,
 }
 

@@ -25,7 +25,7 @@ use crate::context::RequestId;
 use crate::envelope::{Data, PageQuery, Paginated};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::routes::{as_stored, left_no};
+use crate::routes::{as_stored, left_no, slug_for};
 use crate::state::AppState;
 
 const READ_MODEL: &[&str] = &["categories"];
@@ -75,11 +75,18 @@ impl From<CategoryView> for CategoryBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryInput {
-    /// 1 to 100 characters, unique.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters (trimmed), unique.
+    // 1 to 100 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,98}[^\s\u0000])?\s*$")]
     name: String,
-    /// URL slug; derived from the name when absent.
+    /// URL slug: lowercase ASCII letters and digits joined by single hyphens; derived from the
+    /// name when absent or blank.
     #[serde(default)]
+    #[schema(
+        max_length = 120,
+        pattern = r"^[ \t\n\r]*([a-z0-9]+(-[a-z0-9]+)*)?[ \t\n\r]*$"
+    )]
     slug: Option<String>,
 }
 
@@ -142,7 +149,7 @@ async fn create(
     let command = CategoryCommand::CreateCategory {
         category_id: id,
         name: input.name.clone(),
-        slug: input.slug.unwrap_or_default(),
+        slug: slug_for(input.slug, &input.name, "category", id).unwrap_or_default(),
         at: Utc::now(),
     };
     let executed =
@@ -168,7 +175,7 @@ async fn rename(
     caller.require_admin()?;
     let command = CategoryCommand::RenameCategory {
         name: input.name.clone(),
-        slug: input.slug.unwrap_or_default(),
+        slug: slug_for(input.slug, &input.name, "category", id).unwrap_or_default(),
         at: Utc::now(),
     };
     let executed =

@@ -16,6 +16,7 @@ use commerce_projections::inventory::{
     self, Availability, MovementView, StockLevelView, UnavailableItem, DEFAULT_WAREHOUSE_ID,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -89,7 +90,7 @@ pub struct AvailabilityInput {
 pub struct AvailabilityItem {
     product_id: Uuid,
     /// Whole units, at least 1.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     quantity: i64,
 }
 
@@ -140,7 +141,7 @@ pub enum Operation {
 }
 
 /// A stock adjustment.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustmentInput {
     /// Whole units: at least 1 for `add` and `subtract`, at least 0 for `set`, and a signed,
@@ -150,8 +151,60 @@ pub struct AdjustmentInput {
     operation: Option<Operation>,
     /// At most 500 characters, kept in the movement history.
     #[serde(default)]
-    #[schema(max_length = 500)]
     reason: Option<String>,
+}
+
+/// The bounds of `quantity` depend on `operation`: the schema is one object per kind.
+impl utoipa::PartialSchema for AdjustmentInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let reason = json!({"type": ["string", "null"], "maxLength": 500,
+            "description": "At most 500 characters, kept in the movement history."});
+        let units = |min: u32, operations: &[&str], description: &str| {
+            json!({
+                "type": "object",
+                "description": description,
+                "additionalProperties": false,
+                "required": ["quantity", "operation"],
+                "properties": {
+                    "quantity": {"type": "integer", "format": "int64", "minimum": min,
+                        "maximum": u32::MAX},
+                    "operation": {"type": "string", "enum": operations},
+                    "reason": reason,
+                },
+            })
+        };
+        let delta = |minimum: i64, maximum: i64| {
+            json!({"type": "integer", "format": "int64",
+            "minimum": minimum, "maximum": maximum})
+        };
+        let schema = json!({
+            "description": "A stock adjustment: `add` or `subtract` 1 to 4294967295 units, `set` \
+                the units on hand to 0 to 4294967295, or, without `operation`, change the available \
+                units by a signed, non-zero `quantity`.",
+            "oneOf": [
+                units(1, &["add", "subtract"], "Goods in or out."),
+                units(0, &["set"], "Set the units on hand (available + reserved); never below reserved."),
+                {
+                    "type": "object",
+                    "description": "A signed change of available units.",
+                    "additionalProperties": false,
+                    "required": ["quantity"],
+                    "properties": {
+                        "quantity": {"oneOf": [delta(1, i64::MAX), delta(i64::MIN, -1)]},
+                        "operation": {"type": "null"},
+                        "reason": reason,
+                    },
+                },
+            ],
+        });
+        serde_json::from_value(schema).unwrap_or_else(|e| panic!("the AdjustmentInput schema: {e}"))
+    }
+}
+
+impl ToSchema for AdjustmentInput {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "AdjustmentInput".into()
+    }
 }
 
 impl AdjustmentInput {

@@ -50,6 +50,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(admin::router());
     let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1);
     crate::openapi::add_common_responses(api.get_openapi_mut());
+    crate::openapi::add_links(api.get_openapi_mut());
+    crate::openapi::forbid_nul(api.get_openapi_mut());
     api
 }
 
@@ -74,6 +76,24 @@ pub fn router(state: AppState) -> Router {
 /// answer, built from its events, and a later read of the same resource agree to the digit.
 pub(crate) fn as_stored(at: DateTime<Utc>) -> DateTime<Utc> {
     at.trunc_subsecs(6)
+}
+
+/// The slug to send with a new or renamed `name`: the one asked for, or, when none is asked for
+/// and the name has no ASCII letter or digit to derive one from (`"!!!"`), `{kind}-` and the
+/// start of the id, so every valid name can be written.
+pub(crate) fn slug_for(
+    slug: Option<String>,
+    name: &str,
+    kind: &str,
+    id: uuid::Uuid,
+) -> Option<String> {
+    let blank = slug.as_deref().is_none_or(|s| s.trim().is_empty());
+    if blank && commerce_domain::category::slugify(name).is_empty() {
+        let id = id.simple().to_string();
+        Some(format!("{kind}-{}", &id[..8]))
+    } else {
+        slug
+    }
 }
 
 /// The 500 for a command that succeeded yet left no `what` to answer with: the domain rules it

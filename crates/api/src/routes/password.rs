@@ -26,7 +26,11 @@ pub struct PasswordInput {
     /// The password in use now.
     current_password: String,
     /// 8 to 128 characters with a letter and a digit.
-    #[schema(min_length = 8, max_length = 128)]
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^[^\u0000]*([A-Za-z][^\u0000]*[0-9]|[0-9][^\u0000]*[A-Za-z])[^\u0000]*$"
+    )]
     new_password: String,
 }
 
@@ -41,12 +45,19 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(change_password))
 }
 
+/// 403: the caller is signed in, but the password they prove is not theirs.
+fn wrong_password() -> ApiError {
+    ApiError::Forbidden("current_password does not match".to_owned())
+}
+
 /// Change the signed-in user's password. Every refresh token of the user is revoked (all
 /// sessions must sign in again once their access token expires).
 #[utoipa::path(put, path = "/users/me/password", tag = "users", security(("bearer" = [])),
     request_body = PasswordInput,
     responses((status = 204), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, description = "`current_password` does not match", body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
 async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -58,12 +69,9 @@ async fn change_password(
         .map_err(|e| ApiError::invalid_field("new_password", e.to_string()))?;
     let stored = credentials::password_hash(&state.pool, caller.user_id)
         .await?
-        .ok_or_else(|| ApiError::invalid_field("current_password", "does not match"))?;
+        .ok_or_else(wrong_password)?;
     if !password::verify(input.current_password, stored).await? {
-        return Err(ApiError::invalid_field(
-            "current_password",
-            "does not match",
-        ));
+        return Err(wrong_password());
     }
     let hash = password::hash(input.new_password, state.config.password_memory_kib).await?;
     // Every session started with the old password ends (whoever may have learnt it): its refresh

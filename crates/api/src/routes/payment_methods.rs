@@ -59,11 +59,11 @@ impl From<PaymentMethodView> for PaymentMethodBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethodInput {
-    /// Kind, 1 to 30 characters, e.g. `card`.
-    #[schema(min_length = 1, max_length = 30)]
+    /// Kind, 1 to 30 characters once trimmed, e.g. `card`.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,28}[^\s\u0000])?\s*$")]
     method_type: String,
-    /// The gateway's token, 1 to 255 characters.
-    #[schema(min_length = 1, max_length = 255)]
+    /// The gateway's token, 1 to 255 characters once trimmed.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,253}[^\s\u0000])?\s*$")]
     gateway_method_id: String,
     /// Make it the default (the first saved method always is).
     #[serde(default)]

@@ -111,7 +111,9 @@ async fn view_after(state: &AppState, id: Uuid, position: Position) -> ApiResult
 pub struct ProfileInput {
     /// 1 to 100 characters.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 100)]
+    // 1 to 100 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,98}[^\s\u0000])?\s*$")]
     name: Option<String>,
     /// 1 to 32 characters; `null` or `""` removes it.
     #[serde(default, deserialize_with = "present")]

@@ -58,10 +58,13 @@ impl DomainError for CartError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::LineNotFound { .. } => ErrorKind::NotFound,
+            // What the cart holds already decides these (a line's total past 1000 units, a 101st
+            // line, a second currency): conflicts with its state. The API refuses a request's
+            // own quantity outside 1..=1000 with a 400 before the cart sees it.
             Self::QuantityOutOfRange { .. }
             | Self::TooManyLines
-            | Self::CurrencyMismatch { .. }
-            | Self::NegativePrice { .. }
+            | Self::CurrencyMismatch { .. } => ErrorKind::Conflict,
+            Self::NegativePrice { .. }
             | Self::InvalidProductName
             | Self::UserMismatch { .. }
             | Self::Overflow => ErrorKind::Invalid,

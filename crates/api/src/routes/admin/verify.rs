@@ -24,6 +24,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub(crate) struct VerifyQuery {
     /// Start at the seal covering this position token (default: the beginning of the log).
+    #[param(pattern = r"^[0-9]{1,18}\.[0-9]{1,18}$", example = "812.40")]
     from: Option<String>,
 }
 

@@ -73,7 +73,7 @@ pub struct OrderItemInput {
 
 /// Place an order from the cart or from `items`. Send `Idempotency-Key` to make retries safe.
 #[utoipa::path(post, path = "/orders", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
         description = "a repeat with the same key and body returns the first answer")),
     request_body = PlaceOrderInput,
     responses((status = 201, body = Data<OrderBody>), (status = 400, body = ErrorBody),
@@ -160,6 +160,9 @@ async fn place(
 ) -> ApiResult<Written<OrderBody>> {
     // The cart as loaded here is the one emptied afterwards: loaded once.
     let (wanted, cart) = match input.items {
+        Some(items) if items.is_empty() => {
+            return Err(ApiError::invalid_field("items", "must have 1 to 100 items"))
+        }
         Some(items) => (requested(items)?, None),
         None => {
             let (cart, version) = state
@@ -170,9 +173,11 @@ async fn place(
         }
     };
     if wanted.is_empty() {
-        return Err(ApiError::bad_request(
-            "nothing to order: the cart is empty and no items were given",
-        ));
+        // The cart's state, not the request's shape: the same request orders a filled cart.
+        return Err(ApiError::Conflict {
+            code: "cart_empty",
+            message: "nothing to order: the cart is empty and no items were given".to_owned(),
+        });
     }
     // Lets a client order a product right after creating it, by sending its position.
     min.header_only().wait(state, &["catalog"]).await?;

@@ -42,6 +42,7 @@ pub(super) struct PaymentInput {
     amount: Amount,
     /// ISO 4217 code, the order's currency; `USD` when absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
     /// Method name or gateway token, 1 to 50 characters (e.g. `card`).
     #[schema(min_length = 1, max_length = 50)]
@@ -56,7 +57,7 @@ pub(super) struct PaymentInput {
 /// Pay an order (the order's customer). The answer is `COMPLETED` or `FAILED`; a failed payment
 /// leaves the order payable.
 #[utoipa::path(post, path = "/payments", tag = "payments", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
         description = "Repeat a request safely: the same key and body return the first answer")),
     request_body = PaymentInput,
     responses((status = 201, body = Data<PaymentBody>), (status = 400, body = crate::error::ErrorBody),

@@ -27,8 +27,10 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfirmInput {
-    /// The gateway's payment intent, 1 to 255 characters.
-    #[schema(min_length = 1, max_length = 255)]
+    /// The gateway's payment intent, 1 to 255 characters (trimmed).
+    // 1 to 255 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,253}[^\s\u0000])?\s*$")]
     payment_intent_id: String,
 }
 
@@ -37,6 +39,7 @@ pub(super) struct ConfirmInput {
 #[serde(deny_unknown_fields)]
 pub(super) struct RefundInput {
     /// More than zero, at most what remains captured; in the payment's currency.
+    #[schema(value_type = crate::money::PositiveAmount)]
     amount: Amount,
     /// Why, at most 500 characters.
     #[serde(default)]

@@ -196,10 +196,10 @@ pub struct ProductQuery {
     #[param(max_length = 200)]
     search: Option<String>,
     /// Lowest price, inclusive (a decimal with at most 2 decimals).
-    #[param(value_type = Option<f64>, minimum = 0, example = 10.00)]
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 100_000_000_000_i64, multiple_of = 0.01, example = 10.00)]
     min_price: Option<String>,
     /// Highest price, inclusive (a decimal with at most 2 decimals).
-    #[param(value_type = Option<f64>, minimum = 0, example = 99.99)]
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 100_000_000_000_i64, multiple_of = 0.01, example = 99.99)]
     max_price: Option<String>,
     /// `newest` (default), `price_asc`, `price_desc` or `rating`.
     #[param(schema_with = sort_schema)]
@@ -224,14 +224,7 @@ impl ProductQuery {
         };
         let min_price_minor = price("min_price", &self.min_price)?;
         let max_price_minor = price("max_price", &self.max_price)?;
-        if let (Some(min), Some(max)) = (min_price_minor, max_price_minor) {
-            if min > max {
-                return Err(ApiError::invalid_field(
-                    "min_price",
-                    "must not be greater than max_price",
-                ));
-            }
-        }
+        // `min_price` above `max_price` is an empty range: it matches nothing.
         let sort = match self.sort.as_deref() {
             None | Some("newest") => ProductSort::Newest,
             Some("price_asc") => ProductSort::PriceAsc,

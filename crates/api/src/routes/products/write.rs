@@ -27,14 +27,17 @@ use crate::envelope::Data;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::money::Amount;
+use crate::routes::slug_for;
 use crate::state::AppState;
 
 /// A new product.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewProduct {
-    /// 1 to 200 characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// 1 to 200 characters (trimmed).
+    // 1 to 200 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,198}[^\s\u0000])?\s*$")]
     name: String,
     /// At most 5000 characters; may be empty.
     #[schema(max_length = 5000)]
@@ -43,11 +46,17 @@ pub(crate) struct NewProduct {
     price: Amount,
     /// ISO 4217 code; `USD` when absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
     /// A live category.
     category_id: Uuid,
-    /// URL slug; derived from the name when absent.
+    /// URL slug: lowercase ASCII letters and digits joined by single hyphens; derived from the
+    /// name when absent or blank.
     #[serde(default)]
+    #[schema(
+        max_length = 120,
+        pattern = r"^[ \t\n\r]*([a-z0-9]+(-[a-z0-9]+)*)?[ \t\n\r]*$"
+    )]
     slug: Option<String>,
     /// Image URL, 1 to 2048 characters.
     #[serde(default)]
@@ -63,10 +72,17 @@ pub(crate) struct NewProduct {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProductUpdate {
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200)]
+    // 1 to 200 characters once trimmed (the length is checked after trimming, so it is
+    // in the pattern, not a `maxLength` of the untrimmed text); no NUL.
+    #[schema(pattern = r"^\s*[^\s\u0000]([^\u0000]{0,198}[^\s\u0000])?\s*$")]
     name: Option<String>,
-    /// New slug; a new name without one re-derives it.
+    /// New slug (lowercase ASCII letters and digits joined by single hyphens); a new name
+    /// without one re-derives it.
     #[serde(default)]
+    #[schema(
+        max_length = 120,
+        pattern = r"^[ \t\n\r]*([a-z0-9]+(-[a-z0-9]+)*)?[ \t\n\r]*$"
+    )]
     slug: Option<String>,
     #[serde(default)]
     #[schema(max_length = 5000)]
@@ -75,6 +91,7 @@ pub(crate) struct ProductUpdate {
     price: Option<Amount>,
     /// ISO 4217 code; changing it alone keeps the amount.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
     #[serde(default)]
     category_id: Option<Uuid>,
@@ -87,7 +104,8 @@ pub(crate) struct ProductUpdate {
 #[utoipa::path(post, path = "/products", tag = "products", security(("bearer" = [])),
     request_body = NewProduct,
     responses((status = 201, body = Data<ProductBody>), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, description = "No such category", body = crate::error::ErrorBody)))]
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,6 +120,7 @@ pub(super) async fn create(
         Some(&input.description),
         input.image_url.as_deref(),
     )?;
+    check_name(&input.name)?;
     require_category(&state, input.category_id).await?;
     let id = Uuid::new_v4();
     let at = Utc::now();
@@ -112,8 +131,8 @@ pub(super) async fn create(
             &id.to_string(),
             ProductCommand::CreateProduct {
                 product_id: id,
+                slug: slug_for(input.slug, &input.name, "product", id).unwrap_or_default(),
                 name: input.name,
-                slug: input.slug.unwrap_or_default(),
                 description: input.description,
                 price: Money::new(input.price.0, currency),
                 category_id: input.category_id,
@@ -172,10 +191,14 @@ pub(super) async fn update(
         input.description.as_deref(),
         input.image_url.as_deref(),
     )?;
-    let (product, version) = state.aggregates.load::<Product>(&id.to_string()).await?;
-    if product.name().is_none() {
-        return Err(ApiError::not_found("product"));
+    if let Some(name) = &input.name {
+        check_name(name)?;
     }
+    let (product, version) = state.aggregates.load::<Product>(&id.to_string()).await?;
+    let Some(current_name) = product.name().map(str::to_owned) else {
+        return Err(ApiError::not_found("product"));
+    };
+    let current_name = Some(current_name);
     if let Some(category_id) = input.category_id {
         require_category(&state, category_id).await?;
     }
@@ -196,8 +219,13 @@ pub(super) async fn update(
         .execute_from::<Product>(
             &id.to_string(),
             ProductCommand::UpdateProduct {
+                slug: match input.name.as_deref().or(current_name.as_deref()) {
+                    Some(name) if input.name.is_some() || input.slug.is_some() => {
+                        slug_for(input.slug, name, "product", id)
+                    }
+                    _ => input.slug,
+                },
                 name: input.name,
-                slug: input.slug,
                 description: input.description,
                 price,
                 category_id: input.category_id,
@@ -248,6 +276,19 @@ fn currency(code: Option<&str>) -> ApiResult<Option<Currency>> {
     .transpose()
 }
 
+/// 400 unless the name has 1 to 200 characters once trimmed (as the aggregate checks it), before
+/// any lookup can answer 404 for a request that is malformed anyway.
+fn check_name(name: &str) -> ApiResult<()> {
+    if (1..=200).contains(&name.trim().chars().count()) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "name",
+            "must have 1 to 200 characters",
+        ))
+    }
+}
+
 fn check_texts(
     name: Option<&str>,
     slug: Option<&str>,
@@ -268,7 +309,7 @@ fn check_texts(
     Ok(())
 }
 
-/// 400 on `category_id` unless it names a live category, as its own stream says (a category
+/// 404 unless `category_id` names a live category, as its own stream says (a category
 /// created a moment ago counts, whether or not the read models show it yet).
 async fn require_category(state: &AppState, category_id: Uuid) -> ApiResult<()> {
     let (category, _) = state
@@ -278,6 +319,6 @@ async fn require_category(state: &AppState, category_id: Uuid) -> ApiResult<()> 
     if category.is_live() {
         Ok(())
     } else {
-        Err(ApiError::invalid_field("category_id", "no such category"))
+        Err(ApiError::not_found("category"))
     }
 }
