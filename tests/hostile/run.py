@@ -197,7 +197,8 @@ def run_schemathesis(args, api: Api, who: str, token: str, report_dir: Path, des
     """One schemathesis run; returns (passed, requests the server received)."""
     before, _ = api.metrics()
     select = "--include-name" if destructive else "--exclude-name"
-    cmd = [args.st, "run", f"{api.base}/api/v1/openapi.json"]
+    config = Path(__file__).resolve().parent / "schemathesis.toml"
+    cmd = [args.st, "--config-file", str(config), "run", f"{api.base}/api/v1/openapi.json"]
     for name in SELF_DESTRUCTIVE:
         cmd += [select, name]
     cmd += [

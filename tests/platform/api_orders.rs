@@ -210,8 +210,8 @@ async fn nothing_to_order_or_a_bad_product_is_refused_and_appends_nothing(
     app.settle().await;
     let before = app.event_count().await;
 
-    // An empty cart is the cart's state (409); an empty `items` is a malformed request (400).
-    let empty = place(&app, &customer, from_cart()).await.expect(409);
+    // Nothing to order is a 400 (API.md), from an empty cart or an empty `items`.
+    let empty = place(&app, &customer, from_cart()).await.expect(400);
     assert!(empty.body["error"].as_str().unwrap().contains("empty"));
     place(&app, &customer, from_items(&[])).await.expect(400);
     place(&app, &customer, from_items(&[(Uuid::new_v4(), 1)]))

@@ -173,11 +173,10 @@ async fn place(
         }
     };
     if wanted.is_empty() {
-        // The cart's state, not the request's shape: the same request orders a filled cart.
-        return Err(ApiError::Conflict {
-            code: "cart_empty",
-            message: "nothing to order: the cart is empty and no items were given".to_owned(),
-        });
+        // API.md: nothing to order is a 400, whether `items` is empty or the cart is.
+        return Err(ApiError::bad_request(
+            "nothing to order: the cart is empty and no items were given",
+        ));
     }
     // Lets a client order a product right after creating it, by sending its position.
     min.header_only().wait(state, &["catalog"]).await?;
