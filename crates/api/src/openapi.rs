@@ -260,9 +260,9 @@ const LINKS: &[(&str, &str, &[LinkTarget])] = &[
     ),
 ];
 
-/// Adds [`LINKS`] to the creating operations' responses (POST of each creating path). Panics on a
-/// link to an operation or response the document lacks, so the table cannot drift from the
-/// routes (the document is built in tests).
+/// Adds the `LINKS` table to the creating operations' responses (POST of each creating path).
+/// Panics on a link to an operation or response the document lacks, so the table cannot drift
+/// from the routes (the document is built in tests).
 pub fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
     for (source, status, targets) in LINKS {
         for (path, method, parameter) in *targets {
