@@ -130,6 +130,10 @@ pub(crate) async fn lock(conn: &mut PgConnection, name: &str) -> Result<Position
     Ok(Position::new(tx, pos))
 }
 
+/// Moves the cursor forward to `to`, counting `applied` events. Never backwards: a run of
+/// position markers only (nothing to apply up to `to`) calls it without a transaction or the
+/// row lock, and cannot undo an apply that committed first; an apply that locks the row after it
+/// starts from the new cursor.
 pub(crate) async fn advance(
     conn: &mut PgConnection,
     name: &str,
@@ -145,38 +149,12 @@ pub(crate) async fn advance(
                        THEN 'LIVE' ELSE status END, \
          last_error = CASE WHEN status = 'FAILED' AND (failed_transaction_id, failed_position) <= ($2, $3) \
                            THEN NULL ELSE last_error END \
-         WHERE name = $1",
-    )
-    .bind(name)
-    .bind(to.transaction_id)
-    .bind(to.global_position)
-    .bind(applied)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Moves the cursor forward to `to` (a position marker: nothing to apply up to it) in one
-/// statement, without the row lock a run of events takes: it never moves the cursor back, so it
-/// cannot undo an apply that committed first, and an apply that locks the row after it starts
-/// from the new cursor.
-pub(crate) async fn advance_to(
-    conn: &mut PgConnection,
-    name: &str,
-    to: Position,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE consumer_checkpoints SET transaction_id = $2, global_position = $3, \
-         updated_at = now(), \
-         status = CASE WHEN status = 'FAILED' AND (failed_transaction_id, failed_position) <= ($2, $3) \
-                       THEN 'LIVE' ELSE status END, \
-         last_error = CASE WHEN status = 'FAILED' AND (failed_transaction_id, failed_position) <= ($2, $3) \
-                           THEN NULL ELSE last_error END \
          WHERE name = $1 AND (transaction_id, global_position) < ($2, $3)",
     )
     .bind(name)
     .bind(to.transaction_id)
     .bind(to.global_position)
+    .bind(applied)
     .execute(conn)
     .await?;
     Ok(())

@@ -41,15 +41,6 @@ pub trait EventHandler: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// Prepares a transaction once, before its first event.
-    fn begin(
-        &self,
-        conn: &mut PgConnection,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        let _ = conn;
-        async { Ok(()) }
-    }
-
     /// Applies `event` using `conn`, which is inside the transaction that also advances the
     /// cursor: commit and rollback are the consumer's. Only events matching the bindings arrive.
     fn handle(
@@ -363,7 +354,7 @@ impl<H: EventHandler> DurableConsumer<H> {
         if events.is_empty() {
             // Only markers: nothing to apply, the cursor moves on in one statement.
             if let Some(marker) = marker {
-                checkpoint::advance_to(&mut *db, &self.config.name, marker).await?;
+                checkpoint::advance(&mut *db, &self.config.name, marker, 0).await?;
                 metrics::gauge!("consumer_position", "consumer" => self.config.name.clone())
                     .set(marker.global_position as f64);
             }
@@ -476,7 +467,6 @@ impl<H: EventHandler> DurableConsumer<H> {
         }
         let applied = wanted.len();
         if !wanted.is_empty() {
-            self.handler.begin(tx).await.map_err(ApplyError::Handler)?;
             self.handler
                 .handle_batch(tx, &wanted)
                 .await

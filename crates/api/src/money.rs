@@ -72,14 +72,7 @@ impl<'de> Deserialize<'de> for Amount {
 
 impl utoipa::PartialSchema for Amount {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::Number)
-            .multiple_of(Some(0.01))
-            .minimum(Some(0))
-            .maximum(Some(MAX_MINOR / 100))
-            .description(Some("Money: a number with at most 2 decimals"))
-            .examples([serde_json::json!(199.99)])
-            .into()
+        money_schema(false)
     }
 }
 
@@ -91,15 +84,34 @@ pub struct PositiveAmount;
 
 impl utoipa::PartialSchema for PositiveAmount {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::Number)
-            .multiple_of(Some(0.01))
-            .exclusive_minimum(Some(0))
-            .maximum(Some(MAX_MINOR / 100))
-            .description(Some("Money above zero: a number with at most 2 decimals"))
-            .examples([serde_json::json!(19.99)])
-            .into()
+        money_schema(true)
     }
+}
+
+/// A money amount's schema: a number of at most 2 decimals up to the largest amount stored, from
+/// zero, or above zero when `positive`.
+fn money_schema(positive: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let builder = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Number)
+        .multiple_of(Some(0.01))
+        .maximum(Some(MAX_MINOR / 100));
+    let (builder, description, example) = if positive {
+        (
+            builder.exclusive_minimum(Some(0)),
+            "Money above zero: a number with at most 2 decimals",
+            19.99,
+        )
+    } else {
+        (
+            builder.minimum(Some(0)),
+            "Money: a number with at most 2 decimals",
+            199.99,
+        )
+    };
+    builder
+        .description(Some(description))
+        .examples([serde_json::json!(example)])
+        .into()
 }
 
 impl utoipa::ToSchema for PositiveAmount {}

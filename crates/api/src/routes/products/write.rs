@@ -198,7 +198,6 @@ pub(super) async fn update(
     let Some(current_name) = product.name().map(str::to_owned) else {
         return Err(ApiError::not_found("product"));
     };
-    let current_name = Some(current_name);
     if let Some(category_id) = input.category_id {
         require_category(&state, category_id).await?;
     }
@@ -219,11 +218,12 @@ pub(super) async fn update(
         .execute_from::<Product>(
             &id.to_string(),
             ProductCommand::UpdateProduct {
-                slug: match input.name.as_deref().or(current_name.as_deref()) {
-                    Some(name) if input.name.is_some() || input.slug.is_some() => {
-                        slug_for(input.slug, name, "product", id)
-                    }
-                    _ => input.slug,
+                // A new name or slug gets a slug it can be written with; neither keeps the slug.
+                slug: if input.name.is_some() || input.slug.is_some() {
+                    let name = input.name.as_deref().unwrap_or(&current_name);
+                    slug_for(input.slug, name, "product", id)
+                } else {
+                    None
                 },
                 name: input.name,
                 description: input.description,
