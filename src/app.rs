@@ -106,12 +106,18 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
     let metrics = crate::telemetry::metrics_handle();
     // Checked before anything starts: prod refuses to run the API with a weak key or a cheap
     // password hash.
+    // Every part but the relay and the sealer reads or writes personal data (they move and
+    // hash ciphertext only).
+    let personal = parts.api || parts.projections || parts.process;
     let jwt_secret = if parts.api {
         settings.check_password_hashing()?;
         settings.configured_jwt_secret()?
     } else {
         None
     };
+    if personal {
+        settings.check_data_key()?;
+    }
     let pool = db::prepare(&settings.database_url, settings.max_db_connections).await?;
     let jwt_secret = match jwt_secret {
         Some(secret) => secret,
@@ -119,6 +125,11 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
             .await
             .context("cannot read or store the generated token signing key")?,
         None => String::new(),
+    };
+    let privacy = if personal {
+        Some(settings.keyring(&pool).await?)
+    } else {
+        None
     };
     check_broker(&settings.broker).await?;
 
@@ -146,6 +157,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         commerce_projections::registry::spawn(
             &mut tasks,
             &pool,
+            privacy.as_ref(),
             &settings.broker,
             parts.only.as_deref(),
             &shutdown,
@@ -154,7 +166,11 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
 
     // One dispatcher for the API and the process managers of this process: one aggregate cache,
     // so a saga command on an order the API just placed reads nothing before its append.
-    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+    let store = EventStore::new(pool.clone());
+    let dispatcher = Dispatcher::new(match &privacy {
+        Some(privacy) => store.with_privacy(privacy.clone()),
+        None => store,
+    });
     if parts.process {
         let saga = OrderFulfilmentProcess::new(dispatcher.clone(), settings.payment_timeout);
         let config = ConsumerConfig::new(
@@ -170,8 +186,11 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         let notifications = NotificationsProcess::new(settings.smtp_url.is_some());
         let config =
             ConsumerConfig::new(NotificationsProcess::NAME, NotificationsProcess::bindings());
-        let consumer =
+        let mut consumer =
             DurableConsumer::new(pool.clone(), settings.broker.clone(), config, notifications);
+        if let Some(privacy) = &privacy {
+            consumer = consumer.with_privacy(privacy.clone());
+        }
         tasks.spawn(consumer.run(shutdown.clone()));
         if let Some(url) = &settings.smtp_url {
             let sender = NotificationSender::new(pool.clone(), url, &settings.smtp_from)?;

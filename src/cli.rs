@@ -89,6 +89,11 @@ pub struct GlobalArgs {
     #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// Master key wrapping every person's data key (32 random bytes in base64, e.g.
+    /// `openssl rand -base64 32`); required in `prod`.
+    #[arg(long, env = "DATA_KEY", global = true, hide_env_values = true)]
+    pub data_key: Option<String>,
+
     /// Lifetime of access tokens (e.g. `15m`).
     #[arg(long, env = "ACCESS_TOKEN_TTL", global = true, default_value = "15m")]
     pub access_token_ttl: String,

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use commerce_commands::personal;
+use commerce_event_store::privacy::{MasterKey, Privacy};
 use commerce_event_store::{BrokerConfig, QueueType};
 
 use commerce_api::ApiConfig;
@@ -43,6 +45,8 @@ pub struct Settings {
     pub smtp_from: String,
     /// Token signing key (a secret: never log it); checked by [`Settings::jwt_secret`].
     jwt_secret: Option<String>,
+    /// The master key of personal data (its `Debug` hides it); see [`Settings::keyring`].
+    data_key: Option<MasterKey>,
     /// HTTP API settings.
     pub api: ApiConfig,
 }
@@ -128,6 +132,12 @@ impl Settings {
             smtp_url: args.smtp_url.clone().filter(|u| !u.trim().is_empty()),
             smtp_from: args.smtp_from.clone(),
             jwt_secret: args.jwt_secret.clone().filter(|s| !s.is_empty()),
+            data_key: args
+                .data_key
+                .as_deref()
+                .filter(|k| !k.trim().is_empty())
+                .map(MasterKey::parse)
+                .transpose()?,
             api,
         })
     }
@@ -158,6 +168,35 @@ impl Settings {
     pub fn jwt_secret(&self) -> anyhow::Result<String> {
         self.configured_jwt_secret()?
             .context("JWT_SECRET is not set (the platform uses the key stored in its database)")
+    }
+
+    /// Refuses, in `prod`, to run without `DATA_KEY` (checked before anything starts).
+    pub fn check_data_key(&self) -> anyhow::Result<()> {
+        if self.environment == Environment::Prod && self.data_key.is_none() {
+            bail!(
+                "DATA_KEY is required when COMMERCE_ENV=prod: 32 random bytes in base64 \
+                 (e.g. `openssl rand -base64 32`); it wraps every person's data key"
+            );
+        }
+        Ok(())
+    }
+
+    /// The keyring of `pool`'s database: opened with `DATA_KEY`, or in `dev` without one with
+    /// the master key the platform generated and keeps in the database (`dev_data_key`).
+    pub async fn keyring(&self, pool: &sqlx::PgPool) -> anyhow::Result<Privacy> {
+        self.check_data_key()?;
+        let master = match &self.data_key {
+            Some(key) => key.clone(),
+            None => personal::stored_or_generated_master(pool)
+                .await
+                .context("cannot read or store the generated DATA_KEY")?,
+        };
+        Ok(personal::keyring(pool, master).await?)
+    }
+
+    /// The configured `DATA_KEY`, if any (for `commerce keys rotate`).
+    pub fn data_key(&self) -> Option<&MasterKey> {
+        self.data_key.as_ref()
     }
 
     /// What `prod` refuses beyond the signing key: an argon2 memory cost below OWASP's minimum.

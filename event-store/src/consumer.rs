@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::{sleep_or_shutdown, Backoff};
 use crate::checkpoint::{self, ConsumerState, OperatorDecision};
+use crate::privacy::Privacy;
 use crate::relay::POSITION_MARKER_KEY;
 use crate::{BrokerConfig, BrokerError, LogReader, Position, StoreError, StoredEvent};
 
@@ -154,6 +155,8 @@ pub struct DurableConsumer<H> {
     config: ConsumerConfig,
     handler: H,
     log: LogReader,
+    /// Opens personal fields before the handler sees them; `None` for handlers that read none.
+    privacy: Option<Privacy>,
 }
 
 impl<H: EventHandler> DurableConsumer<H> {
@@ -166,7 +169,16 @@ impl<H: EventHandler> DurableConsumer<H> {
             config,
             handler,
             log,
+            privacy: None,
         }
+    }
+
+    /// The same consumer handing its handler events with their personal fields opened (a
+    /// destroyed key reads as [`crate::privacy::ERASED`]), from the broker and from the log alike.
+    pub fn with_privacy(mut self, privacy: Privacy) -> Self {
+        self.log = self.log.with_privacy(Some(privacy.clone()));
+        self.privacy = Some(privacy);
+        self
     }
 
     /// Runs until `shutdown`: reconnects after failures, waits for an operator while halted.
@@ -350,6 +362,12 @@ impl<H: EventHandler> DurableConsumer<H> {
                 // Not one of the relay's messages: resynchronise from the log rather than guess.
                 Err(e) => return Err(SessionError::Other(format!("undecodable message: {e}"))),
             }
+        }
+        if let Some(privacy) = &self.privacy {
+            privacy
+                .open_events(&self.pool, &mut events)
+                .await
+                .map_err(StoreError::from)?;
         }
         if events.is_empty() {
             // Only markers: nothing to apply, the cursor moves on in one statement.

@@ -53,6 +53,10 @@ pub enum StoreError {
     /// An event or aggregate did not (de)serialise.
     #[error("serialisation error: {0}")]
     Serde(#[from] serde_json::Error),
+    /// Sealing or opening personal data failed (a wrong or altered key, a payload naming no
+    /// person).
+    #[error("personal data: {0}")]
+    Privacy(#[from] crate::privacy::PrivacyError),
     /// postgres-es reported a failure that is neither a conflict, a database error nor a
     /// serialisation error.
     #[error("event repository error: {0}")]

@@ -23,6 +23,7 @@ pub mod db;
 mod error;
 pub mod log;
 pub mod position;
+pub mod privacy;
 pub mod record;
 pub mod relay;
 pub mod sealer;

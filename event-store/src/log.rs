@@ -7,8 +7,10 @@
 //! for, and there are no timeouts. `global_position > last` alone would lose events.
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row as _};
 
+use crate::privacy::Privacy;
 use crate::record::{from_row, EVENT_COLUMNS};
 use crate::{Position, StoreError, StoredEvent};
 
@@ -75,16 +77,41 @@ impl TopicFilter {
     }
 }
 
+fn events_of(rows: &[PgRow]) -> Result<Vec<StoredEvent>, StoreError> {
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
 /// Reads the `events` table as one ordered log.
 #[derive(Debug, Clone)]
 pub struct LogReader {
     pool: PgPool,
+    /// Opens personal fields of the events read (guarantee 9); without it they come back as
+    /// stored, sealed (what the relay publishes).
+    privacy: Option<Privacy>,
 }
 
 impl LogReader {
-    /// A reader over `pool`'s database.
+    /// A reader over `pool`'s database, answering events as stored (personal fields sealed).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            privacy: None,
+        }
+    }
+
+    /// The same reader opening personal fields with `privacy` (a destroyed key reads as
+    /// [`crate::privacy::ERASED`]).
+    pub fn with_privacy(mut self, privacy: Option<Privacy>) -> Self {
+        self.privacy = privacy;
+        self
+    }
+
+    /// `events` with their personal fields opened, when this reader has a keyring.
+    async fn opened(&self, mut events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, StoreError> {
+        if let Some(privacy) = &self.privacy {
+            privacy.open_events(&self.pool, &mut events).await?;
+        }
+        Ok(events)
     }
 
     /// Up to `limit` events after `after`, in log order, below the horizon.
@@ -105,7 +132,7 @@ impl LogReader {
             .bind(limit.clamp(1, 10_000))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        self.opened(events_of(&rows)?).await
     }
 
     /// Like [`LogReader::read_after`], for a reader that wants only the events whose routing
@@ -157,6 +184,7 @@ impl LogReader {
                 row.try_get("global_position")?,
             ));
         }
+        scan.events = self.opened(scan.events).await?;
         Ok(scan)
     }
 
@@ -259,7 +287,7 @@ impl LogReader {
             .bind(aggregate_id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        self.opened(events_of(&rows)?).await
     }
 
     /// One aggregate's stream and the events of `referring` whose payload names it in `field`
@@ -299,7 +327,7 @@ impl LogReader {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        self.opened(events_of(&rows)?).await
     }
 
     /// Events matching `filter`, in log order, below the horizon: paging with `after` set to the
@@ -339,7 +367,7 @@ impl LogReader {
             .bind(filter.limit.clamp(1, 10_000))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        self.opened(events_of(&rows)?).await
     }
 
     /// Every committed event carrying `correlation_id`, in log order. (A complete read, not a tail:

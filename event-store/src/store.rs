@@ -51,6 +51,7 @@ use postgres_es::PostgresEventRepository;
 use sqlx::types::JsonRawValue;
 use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 
+use crate::privacy::Privacy;
 use crate::{EventMetadata, Position, StoreError};
 
 mod aggregate_cache;
@@ -85,6 +86,9 @@ pub struct EventStore {
     /// Events folded by loads, shared by clones.
     folded: Arc<AtomicU64>,
     reads: Arc<AtomicU64>,
+    /// Seals personal fields on append and opens them on load (guarantee 9); `None` stores and
+    /// loads payloads as they are (stores that never see personal data, e.g. in tests).
+    privacy: Option<Privacy>,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -108,7 +112,68 @@ impl EventStore {
             aggregates: Arc::default(),
             folded: Arc::default(),
             reads: Arc::default(),
+            privacy: None,
         }
+    }
+
+    /// The same store sealing personal fields with `privacy` on append and opening them on load.
+    pub fn with_privacy(mut self, privacy: Privacy) -> Self {
+        self.privacy = Some(privacy);
+        self
+    }
+
+    /// The keyring this store seals and opens personal data with, if any.
+    pub fn privacy(&self) -> Option<&Privacy> {
+        self.privacy.as_ref()
+    }
+
+    /// Opens the sealed personal fields of `events` (sequence, payload) of `A`, when this store
+    /// has a keyring: one query for the keys, none when nothing is sealed.
+    async fn open<A: Aggregate>(
+        &self,
+        events: &mut [(i64, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        if let Some(privacy) = &self.privacy {
+            privacy
+                .open(
+                    &self.pool,
+                    events.iter_mut().map(|(_, payload)| (A::TYPE, payload)),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The payloads of `events` as stored: serialised, personal fields sealed. Keys a person does
+    /// not have yet are created through `conn` when given (the caller's transaction), else the pool.
+    async fn stored_payloads<A: Aggregate>(
+        &self,
+        mut conn: Option<&mut PgConnection>,
+        events: &[A::Event],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut payloads = Vec::with_capacity(events.len());
+        for event in events {
+            let Some(privacy) = &self.privacy else {
+                payloads.push(serde_json::to_string(event)?);
+                continue;
+            };
+            let mut payload = serde_json::to_value(event)?;
+            let event_type = event.event_type();
+            match conn.as_deref_mut() {
+                Some(conn) => {
+                    privacy
+                        .seal(conn, A::TYPE, &event_type, &mut payload)
+                        .await?
+                }
+                None => {
+                    privacy
+                        .seal(&self.pool, A::TYPE, &event_type, &mut payload)
+                        .await?
+                }
+            }
+            payloads.push(payload.to_string());
+        }
+        Ok(payloads)
     }
 
     /// The same store with a snapshot due whenever an append crosses a multiple of `n` events.
@@ -267,12 +332,13 @@ impl EventStore {
             self.aggregates.remove(A::TYPE, aggregate_id);
             return Ok(None);
         }
-        let later: Vec<(i64, serde_json::Value)> = rows
+        let mut later: Vec<(i64, serde_json::Value)> = rows
             .filter_map(|(sequence, payload)| payload.map(|p| (sequence, p)))
             .collect();
         if later.is_empty() {
             return Ok(Some((aggregate, version)));
         }
+        self.open::<A>(&mut later).await?;
         let (aggregate, version) = self.fold(aggregate, version, later)?;
         self.aggregates
             .put(A::TYPE, aggregate_id, version, None, aggregate.clone());
@@ -294,11 +360,12 @@ impl EventStore {
             .get_events::<A>(aggregate_id)
             .await
             .map_err(|e| repository_error::<A>(e, aggregate_id))?;
-        let events = events
+        let mut events = events
             .into_iter()
             .map(|event| Ok((i64::try_from(event.sequence)?, event.payload)))
             .collect::<Result<Vec<_>, std::num::TryFromIntError>>()
             .map_err(|_| StoreError::Repository("sequence out of range".into()))?;
+        self.open::<A>(&mut events).await?;
         self.fold(A::default(), 0, events)
     }
 
@@ -421,6 +488,8 @@ impl EventStore {
             self.snapshot_cache.remove(A::TYPE, aggregate_id);
             return Ok(None);
         }
+        let mut events: Vec<_> = events.collect();
+        self.open::<A>(&mut events).await?;
         self.fold(aggregate, version, events).map(Some)
     }
 
@@ -435,6 +504,14 @@ impl EventStore {
         version: i64,
         aggregate: &A,
     ) -> Result<bool, StoreError> {
+        if self
+            .privacy
+            .as_ref()
+            .is_some_and(|p| p.holds_personal_data(A::TYPE))
+        {
+            // A snapshot is a plaintext copy of the state: never one of personal data.
+            return Ok(false);
+        }
         let state: Arc<str> = serde_json::to_string(aggregate)?.into();
         let written: Option<String> = sqlx::query_scalar(
             "INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, version, state) \
@@ -479,7 +556,8 @@ impl EventStore {
         events: &[A::Event],
         metadata: &EventMetadata,
     ) -> Result<Option<Appended>, StoreError> {
-        append_with::<A, _>(&self.pool, aggregate_id, expected_version, events, metadata).await
+        self.append_via::<A>(None, aggregate_id, expected_version, events, metadata)
+            .await
     }
 
     /// [`Self::append`] inside the caller's open transaction: the events commit (or roll back)
@@ -492,9 +570,34 @@ impl EventStore {
         events: &[A::Event],
         metadata: &EventMetadata,
     ) -> Result<Option<Appended>, StoreError> {
-        append_with::<A, _>(conn, aggregate_id, expected_version, events, metadata).await
+        self.append_via::<A>(Some(conn), aggregate_id, expected_version, events, metadata)
+            .await
+    }
+
+    /// Seals the events' personal fields, then appends them through `conn` (the caller's
+    /// transaction) when given, else the pool.
+    async fn append_via<A: Aggregate>(
+        &self,
+        mut conn: Option<&mut PgConnection>,
+        aggregate_id: &str,
+        expected_version: i64,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>, StoreError> {
+        let payloads = self
+            .stored_payloads::<A>(conn.as_deref_mut(), events)
+            .await?;
+        let batch = (aggregate_id, expected_version, events, payloads, metadata);
+        match conn {
+            Some(conn) => append_with::<A, _>(conn, batch).await,
+            None => append_with::<A, _>(&self.pool, batch).await,
+        }
     }
 }
+
+/// What one append writes: aggregate id, expected version, events, their stored payloads and
+/// the metadata of each.
+type Batch<'a, E> = (&'a str, i64, &'a [E], Vec<String>, &'a EventMetadata);
 
 /// All events of one command in one multi-row `INSERT … RETURNING`: no BEGIN/COMMIT round trips,
 /// no read of the position afterwards. Columns as postgres-es writes them, so its repository
@@ -502,10 +605,7 @@ impl EventStore {
 /// (guarantee 10), computed by the SQL function `verify` recomputes it with.
 async fn append_with<'c, A: Aggregate, E: PgExecutor<'c>>(
     executor: E,
-    aggregate_id: &str,
-    expected_version: i64,
-    events: &[A::Event],
-    metadata: &EventMetadata,
+    (aggregate_id, expected_version, events, payloads, metadata): Batch<'_, A::Event>,
 ) -> Result<Option<Appended>, StoreError> {
     if events.is_empty() {
         return Ok(None);
@@ -516,11 +616,9 @@ async fn append_with<'c, A: Aggregate, E: PgExecutor<'c>>(
     let metadata = serde_json::to_string(metadata)?;
     let mut types = Vec::with_capacity(events.len());
     let mut versions = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
     for event in events {
         types.push(event.event_type());
         versions.push(event.event_version());
-        payloads.push(serde_json::to_string(event)?);
     }
     // Most commands write one event: a plain single-row INSERT costs Postgres less than
     // unpacking arrays, and writes the very same row.

@@ -39,7 +39,8 @@ async fn create_user(
         .unwrap_or_default()
         .to_owned();
     let pool = db::prepare(&settings.database_url, 2).await?;
-    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+    let privacy = settings.keyring(&pool).await?;
+    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()).with_privacy(privacy));
     let user_id = user_id_for_email(email);
     let metadata = EventMetadata::new("system:admin-cli", uuid::Uuid::new_v4().to_string());
     let hash = password::hash(password, settings.api.password_memory_kib)

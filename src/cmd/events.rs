@@ -16,7 +16,8 @@ pub(crate) async fn run(settings: &Settings, command: EventsCommand) -> anyhow::
         let outcome = verify::verify(&pool, from).await?;
         return report(&outcome);
     }
-    let log = LogReader::new(pool);
+    let privacy = settings.keyring(&pool).await?;
+    let log = LogReader::new(pool).with_privacy(Some(privacy));
     match command {
         EventsCommand::Tail {
             follow,

@@ -23,9 +23,10 @@ pub(crate) async fn run(
         vec![name]
     };
     let pool = db::prepare(&settings.database_url, 4).await?;
+    let privacy = settings.keyring(&pool).await?;
     let finish = if verify { Finish::Verify } else { Finish::Swap };
     for name in names {
-        let report = registry::rebuild(&name, &pool, finish, |p: Progress| {
+        let report = registry::rebuild(&name, &pool, Some(&privacy), finish, |p: Progress| {
             // Progress goes to stderr, so stdout stays the result.
             let _ = write!(
                 std::io::stderr(),

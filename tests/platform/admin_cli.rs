@@ -22,7 +22,9 @@ fn commerce() -> Command {
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("RUST_LOG", "warn").kill_on_drop(true);
+    cmd.env("RUST_LOG", "warn")
+        .env("DATA_KEY", crate::support::DATA_KEY)
+        .kill_on_drop(true);
     cmd
 }
 

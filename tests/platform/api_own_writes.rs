@@ -46,6 +46,7 @@ impl OtherApi {
                 "api",
             ])
             .env("JWT_SECRET", support::JWT_SECRET)
+            .env("DATA_KEY", support::DATA_KEY)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

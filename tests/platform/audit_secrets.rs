@@ -101,24 +101,8 @@ async fn a_full_journey_leaves_no_password_hash_in_the_log_or_on_the_broker(
     assert_eq!(login(&app, &email, PASSWORD).await, 401);
     assert_eq!(login(&app, &email, NEW_PASSWORD).await, 200);
 
-    let order = app
-        .post(
-            "/api/v1/orders",
-            Some(&token),
-            json!({"shipping_address": "1 Main St, Springfield", "payment_method": "card",
-                   "items": [{"product_id": product, "quantity": 1}]}),
-        )
-        .await
-        .expect(201)
-        .data()
-        .clone();
-    app.post(
-        "/api/v1/payments",
-        Some(&token),
-        json!({"order_id": order["id"], "amount": order["total_amount"], "method": "card"}),
-    )
-    .await
-    .expect(201);
+    app.order_and_pay(&token, product, json!("1 Main St, Springfield"))
+        .await;
     app.post(
         &format!("/api/v1/products/{product}/reviews"),
         Some(&token),

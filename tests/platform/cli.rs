@@ -12,6 +12,7 @@ fn commerce() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
     cmd.env_remove("DATABASE_URL")
         .env_remove("AMQP_URL")
+        .env("DATA_KEY", crate::support::DATA_KEY)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     cmd

@@ -26,6 +26,7 @@ mod api_own_writes;
 mod api_payment_methods;
 mod api_payments;
 mod api_users;
+mod audit_personal;
 mod audit_secrets;
 mod audit_verify;
 mod chaos_standby;

@@ -23,6 +23,8 @@ use uuid::Uuid;
 
 /// The token signing key of every test server.
 pub const JWT_SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
+/// The master key of personal data every test process uses (32 bytes, base64).
+pub const DATA_KEY: &str = "dGVzdC1kYXRhLWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2g=";
 
 /// The password every test user gets.
 pub const PASSWORD: &str = "s3cret-password";
@@ -114,6 +116,7 @@ impl TestApp {
             ("--queue-type", "classic".to_owned()),
             ("--env", "dev".to_owned()),
             ("--jwt-secret", JWT_SECRET.to_owned()),
+            ("--data-key", DATA_KEY.to_owned()),
             ("--password-memory-kib", "1024".to_owned()),
             ("--rate-limit", "100000".to_owned()),
             ("--rate-burst", "100000".to_owned()),
@@ -322,6 +325,35 @@ impl TestApp {
                 "the log never stopped growing"
             );
         }
+    }
+
+    /// One unit of `product` ordered by the holder of `token`, shipped to `shipping_address`, and
+    /// paid by card: the order as placed.
+    pub async fn order_and_pay(
+        &self,
+        token: &str,
+        product: Uuid,
+        shipping_address: Value,
+    ) -> Value {
+        let order = self
+            .post(
+                "/api/v1/orders",
+                Some(token),
+                json!({"shipping_address": shipping_address, "payment_method": "card",
+                       "items": [{"product_id": product, "quantity": 1}]}),
+            )
+            .await
+            .expect(201)
+            .data()
+            .clone();
+        self.post(
+            "/api/v1/payments",
+            Some(token),
+            json!({"order_id": order["id"], "amount": order["total_amount"], "method": "card"}),
+        )
+        .await
+        .expect(201);
+        order
     }
 
     /// A category and an active product with `stock` units, created by `admin`; returns the

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_commands::Dispatcher;
+use commerce_event_store::privacy::Privacy;
 use commerce_event_store::{AggregateReader, LogReader};
 use commerce_projections::wait::OwnWrites;
 use sqlx::PgPool;
@@ -67,8 +68,10 @@ pub struct Shared {
     /// Loads aggregates to check a command's preconditions (read-only; shares the dispatcher's
     /// cache).
     pub aggregates: AggregateReader,
-    /// Reads the log (history, `as_of`, admin views).
+    /// Reads the log (history, `as_of`, admin views), personal fields opened.
     pub log: LogReader,
+    /// Seals and opens personal data, erases it (the dispatcher's keyring).
+    pub privacy: Option<Privacy>,
     /// Finds signed-in callers' latest writes, one statement for all concurrent reads.
     pub own_writes: OwnWrites,
     /// Signs and verifies access tokens.
@@ -116,7 +119,8 @@ impl AppState {
     ) -> Self {
         let limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
         Self(Arc::new(Shared {
-            log: LogReader::new(pool.clone()),
+            log: LogReader::new(pool.clone()).with_privacy(dispatcher.privacy().cloned()),
+            privacy: dispatcher.privacy().cloned(),
             own_writes: OwnWrites::new(pool.clone()),
             aggregates: dispatcher.reader(),
             pool,

@@ -117,6 +117,11 @@ impl Dispatcher {
         }
     }
 
+    /// The keyring this dispatcher's store seals personal data with, if any.
+    pub fn privacy(&self) -> Option<&commerce_event_store::privacy::Privacy> {
+        self.store.privacy()
+    }
+
     /// Read-only access to the aggregates this dispatcher writes, sharing its cache.
     pub fn reader(&self) -> AggregateReader {
         self.store.reader()

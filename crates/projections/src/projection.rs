@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use commerce_event_store::privacy::Privacy;
 use commerce_event_store::{
     BrokerConfig, ConsumerConfig, DurableConsumer, EventHandler, HandlerError, StoredEvent,
 };
@@ -98,12 +99,15 @@ impl<P: Projection> EventHandler for ProjectionHandler<P> {
 /// Runs projection `projection` until `shutdown`: catch up from the log, then follow its queue.
 pub async fn run<P: Projection>(
     pool: PgPool,
+    privacy: Option<Privacy>,
     broker: BrokerConfig,
     projection: P,
     shutdown: CancellationToken,
 ) {
     let config = ConsumerConfig::new(P::NAME, P::bindings());
-    DurableConsumer::new(pool, broker, config, ProjectionHandler(projection))
-        .run(shutdown)
-        .await;
+    let consumer = DurableConsumer::new(pool, broker, config, ProjectionHandler(projection));
+    match privacy {
+        Some(privacy) => consumer.with_privacy(privacy).run(shutdown).await,
+        None => consumer.run(shutdown).await,
+    }
 }

@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use commerce_event_store::log::Scan;
+use commerce_event_store::privacy::Privacy;
 use commerce_event_store::{
     ConsumerConfig, HandlerError, LogReader, Position, StoreError, StoredEvent,
 };
@@ -112,6 +113,7 @@ const BATCH: i64 = 2_000;
 /// `on_progress` is called about once a second.
 pub async fn rebuild<P: Projection>(
     pool: &PgPool,
+    privacy: Option<&Privacy>,
     projection: &P,
     finish: Finish,
     mut on_progress: impl FnMut(Progress) + Send,
@@ -120,7 +122,7 @@ pub async fn rebuild<P: Projection>(
     let name = P::NAME;
     let shadow = format!("{name}_rebuild");
     let config = ConsumerConfig::new(name, P::bindings());
-    let log = LogReader::new(pool.clone());
+    let log = LogReader::new(pool.clone()).with_privacy(privacy.cloned());
 
     let deferred_indexes = prepare_shadow(pool, name, &shadow).await?;
     sqlx::query(

@@ -1,5 +1,6 @@
 //! Every projection by name: what `serve`/`project` run and what `replay` rebuilds.
 
+use commerce_event_store::privacy::Privacy;
 use commerce_event_store::BrokerConfig;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -97,6 +98,7 @@ pub fn validate(name: &str) -> Result<(), UnknownProjection> {
 pub fn spawn(
     tasks: &mut JoinSet<()>,
     pool: &PgPool,
+    privacy: Option<&Privacy>,
     broker: &BrokerConfig,
     only: Option<&str>,
     shutdown: &CancellationToken,
@@ -106,10 +108,11 @@ pub fn spawn(
     }
     for name in NAMES.iter().filter(|n| only.is_none_or(|o| o == **n)) {
         let (pool, broker, token) = (pool.clone(), broker.clone(), shutdown.clone());
+        let privacy = privacy.cloned();
         with_projection!(
             *name,
             |p| {
-                tasks.spawn(projection::run(pool, broker, p, token));
+                tasks.spawn(projection::run(pool, privacy, broker, p, token));
             },
             return Err(unknown(name))
         );
@@ -121,12 +124,13 @@ pub fn spawn(
 pub async fn rebuild(
     name: &str,
     pool: &PgPool,
+    privacy: Option<&Privacy>,
     finish: Finish,
     on_progress: impl FnMut(Progress) + Send,
 ) -> Result<Report, RebuildByNameError> {
     with_projection!(
         name,
-        |p| Ok(rebuild::rebuild(pool, &p, finish, on_progress).await?),
+        |p| Ok(rebuild::rebuild(pool, privacy, &p, finish, on_progress).await?),
         Err(unknown(name).into())
     )
 }

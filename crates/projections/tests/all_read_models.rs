@@ -211,7 +211,7 @@ async fn rebuilt_read_models_equal_the_live_ones_row_for_row(pool: PgPool) {
     let h = Harness::start(pool.clone());
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    registry::spawn(&mut tasks, &pool, &h.broker, None, &stop).unwrap();
+    registry::spawn(&mut tasks, &pool, None, &h.broker, None, &stop).unwrap();
     let saga = OrderFulfilmentProcess::new(h.dispatcher.clone(), Duration::from_secs(3600));
     let config = ConsumerConfig::new(
         OrderFulfilmentProcess::NAME,
@@ -246,7 +246,7 @@ async fn rebuilt_read_models_equal_the_live_ones_row_for_row(pool: PgPool) {
 
     let mut before = Vec::new();
     for name in registry::NAMES {
-        registry::rebuild(name, &pool, Finish::Verify, |_| {})
+        registry::rebuild(name, &pool, None, Finish::Verify, |_| {})
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         before.push(h.dump(name).await);
@@ -270,7 +270,7 @@ async fn rebuilt_read_models_equal_the_live_ones_row_for_row(pool: PgPool) {
         })
     };
     for name in registry::NAMES {
-        registry::rebuild(name, &pool, Finish::Swap, |_| {})
+        registry::rebuild(name, &pool, None, Finish::Swap, |_| {})
             .await
             .unwrap();
     }

@@ -605,7 +605,7 @@ async fn a_rebuild_over_several_batches_equals_applying_the_log_one_event_at_a_t
     async fn check<P: Projection>(pool: &PgPool, p: &P, events: usize) {
         support::apply_log_directly(pool, p, support::Reapply::Forwards { times: 1 }).await;
         let one_by_one = support::dump(pool, P::NAME).await;
-        let report = rebuild::rebuild(pool, p, Finish::Swap, |_| {})
+        let report = rebuild::rebuild(pool, None, p, Finish::Swap, |_| {})
             .await
             .unwrap();
         assert_eq!(
@@ -636,7 +636,7 @@ async fn a_rebuild_stopped_by_a_bad_event_names_it_and_leaves_the_live_model(poo
         .await
         .unwrap());
     let positions = reader.read_after(Position::START, 1_000).await.unwrap();
-    let error = rebuild::rebuild(&pool, &OrdersProjection, Finish::Swap, |_| {})
+    let error = rebuild::rebuild(&pool, None, &OrdersProjection, Finish::Swap, |_| {})
         .await
         .unwrap_err();
     match error {

@@ -233,7 +233,7 @@ async fn a_rebuild_swaps_in_while_serving_and_the_consumer_continues(pool: PgPoo
     h.caught_up(CartsProjection::NAME).await;
 
     let before = h.dump("carts").await;
-    let report = rebuild::rebuild(&pool, &CartsProjection, Finish::Swap, |_| {})
+    let report = rebuild::rebuild(&pool, None, &CartsProjection, Finish::Swap, |_| {})
         .await
         .unwrap();
     assert_eq!(report.applied, 12);

@@ -578,7 +578,7 @@ async fn a_rebuild_swaps_in_while_serving_and_the_live_consumer_goes_on(pool: Pg
     h.caught_up(NAME).await;
 
     let before = h.dump(NAME).await;
-    let report = rebuild::rebuild(&pool, &CatalogProjection, Finish::Swap, |_| {})
+    let report = rebuild::rebuild(&pool, None, &CatalogProjection, Finish::Swap, |_| {})
         .await
         .unwrap();
     assert_eq!(

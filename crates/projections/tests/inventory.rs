@@ -244,7 +244,7 @@ async fn a_rebuild_swaps_in_while_serving_and_the_consumer_continues(pool: PgPoo
     h.caught_up(InventoryProjection::NAME).await;
 
     let before = h.dump("inventory").await;
-    let report = rebuild::rebuild(&pool, &InventoryProjection, Finish::Swap, |_| {})
+    let report = rebuild::rebuild(&pool, None, &InventoryProjection, Finish::Swap, |_| {})
         .await
         .unwrap();
     assert_eq!(

@@ -472,7 +472,7 @@ async fn a_rebuild_swaps_in_while_serving_and_the_live_consumer_goes_on(pool: Pg
             }
         })
     };
-    let report = rebuild::rebuild(&pool, &OrdersProjection, Finish::Swap, |_| {})
+    let report = rebuild::rebuild(&pool, None, &OrdersProjection, Finish::Swap, |_| {})
         .await
         .unwrap();
     reader.await.unwrap();

@@ -179,7 +179,7 @@ async fn a_rebuild_swaps_in_while_serving_and_the_consumer_continues(pool: PgPoo
     h.caught_up(ReviewsProjection::NAME).await;
 
     let before = h.dump("reviews").await;
-    let report = rebuild::rebuild(&pool, &ReviewsProjection, Finish::Swap, |_| {})
+    let report = rebuild::rebuild(&pool, None, &ReviewsProjection, Finish::Swap, |_| {})
         .await
         .unwrap();
     assert_eq!(report.applied, 7);

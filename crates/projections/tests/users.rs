@@ -103,9 +103,11 @@ async fn a_rebuild_reproduces_the_live_model_and_swaps_in_while_serving(pool: Pg
 
     let before = h.dump("users").await;
     let mut seen = Vec::new();
-    let report = rebuild::rebuild(&pool, &UsersProjection, Finish::Swap, |p| seen.push(p))
-        .await
-        .unwrap();
+    let report = rebuild::rebuild(&pool, None, &UsersProjection, Finish::Swap, |p| {
+        seen.push(p)
+    })
+    .await
+    .unwrap();
     assert_eq!(
         report.applied, 5,
         "2 registrations, a profile update, a role grant, a deactivation"

@@ -65,7 +65,7 @@ async fn measure(ctx: &Ctx, pool: &PgPool) -> anyhow::Result<Vec<Row>> {
     for name in ["catalog", "orders"] {
         ctx.progress(&format!("rebuild: {name}"));
         let mut last = Instant::now();
-        let report = registry::rebuild(name, pool, Finish::Swap, |p| {
+        let report = registry::rebuild(name, pool, None, Finish::Swap, |p| {
             if last.elapsed() >= Duration::from_secs(3) {
                 last = Instant::now();
                 ctx.progress(&format!(

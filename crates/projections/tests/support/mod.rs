@@ -48,6 +48,7 @@ impl Harness {
         let token = CancellationToken::new();
         let task = tokio::spawn(projection::run(
             self.pool.clone(),
+            None,
             self.broker.clone(),
             p,
             token.clone(),
@@ -130,7 +131,7 @@ impl Harness {
     /// Replays the log into a shadow schema and asserts it equals the live read model.
     pub async fn assert_replay_matches<P: Projection>(&self, p: &P) {
         self.caught_up(P::NAME).await;
-        let report = rebuild::rebuild(&self.pool, p, Finish::Verify, |_| {}).await;
+        let report = rebuild::rebuild(&self.pool, None, p, Finish::Verify, |_| {}).await;
         assert!(report.is_ok(), "replay differs from live: {report:?}");
     }
 

@@ -160,10 +160,13 @@ pub(super) async fn rebuild(
         });
     };
     let pool = state.pool.clone();
+    let privacy = state.privacy.clone();
     tokio::spawn(async move {
         // Held until the rebuild ends, however it ends.
         let _running = guard;
-        let outcome = match registry::rebuild(name, &pool, Finish::Swap, |_| {}).await {
+        let outcome = match registry::rebuild(name, &pool, privacy.as_ref(), Finish::Swap, |_| {})
+            .await
+        {
             Ok(report) => {
                 tracing::info!(projection = name, events = report.events, position = %report.position,
                     elapsed_ms = report.elapsed.as_millis() as u64, "projection rebuilt");

@@ -1,0 +1,383 @@
+//! Guarantee 9, second half: personal data in the log is encrypted per person. Emails, names,
+//! phones, shipping addresses and review text are ciphertext in `events` and on the broker, and
+//! plain in every read a caller is entitled to (read models, order history and `as_of`, the
+//! admin log, `commerce events tail`, rebuilt read models); `DATA_KEY` is required in `prod`,
+//! never printed, generated and kept in dev, and a wrong one is refused before anything is read.
+
+use std::time::Duration;
+
+use crate::support::{self, Options, Session, TestApp, PASSWORD};
+use clap::Parser;
+use commerce::app::{self, Parts};
+use commerce::cli::Cli;
+use commerce::config::{Environment, Settings};
+use commerce_event_store::db::MIGRATOR;
+use commerce_projections::rebuild::Finish;
+use commerce_projections::registry;
+use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use uuid::Uuid;
+
+/// What one customer told the platform about themselves, each piece easy to search for.
+struct Person {
+    email: String,
+    name: String,
+    renamed: String,
+    phone: String,
+    street: String,
+    city: String,
+    comment: String,
+}
+
+impl Person {
+    fn new() -> Self {
+        let tag = Uuid::new_v4().simple().to_string();
+        let tag = &tag[..10];
+        Self {
+            email: format!("erin.{tag}@example.com"),
+            name: format!("Erin Q{tag}"),
+            renamed: format!("Erin R{tag}"),
+            phone: format!("+44 7700 {}", &tag[..6]),
+            street: format!("{tag} Lighthouse Lane"),
+            city: format!("Port {tag}"),
+            comment: format!("Arrived quickly, says {tag}"),
+        }
+    }
+
+    /// Every piece, for searching.
+    fn pieces(&self) -> [&str; 7] {
+        [
+            &self.email,
+            &self.name,
+            &self.renamed,
+            &self.phone,
+            &self.street,
+            &self.city,
+            &self.comment,
+        ]
+    }
+}
+
+/// The journey of `person` through HTTP: registration, sign-in, a profile change, an order
+/// (shipped to a structured address), its payment and a review. Returns the session, the order
+/// id and the product.
+async fn journey(app: &TestApp, admin: &Session, person: &Person) -> (Session, String, Uuid) {
+    let product = app.product(admin, "12.00", 5).await;
+    let registered = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": person.email, "password": PASSWORD, "name": person.name,
+                   "phone": person.phone}),
+        )
+        .await
+        .expect(201);
+    let user_id: Uuid = registered.data()["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("user id");
+    let token = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": person.email, "password": PASSWORD}),
+        )
+        .await
+        .expect(200)
+        .data()["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let session = Session {
+        user_id,
+        email: person.email.clone(),
+        token,
+    };
+    app.put(
+        "/api/v1/users/me",
+        Some(&session.token),
+        json!({"name": person.renamed}),
+    )
+    .await
+    .expect(200);
+    let address = json!({"line1": person.street, "city": person.city,
+                         "postal_code": "PO1 1AA", "country": "GB"});
+    let order = app.order_and_pay(&session.token, product, address).await;
+    app.post(
+        &format!("/api/v1/products/{product}/reviews"),
+        Some(&session.token),
+        json!({"rating": 5, "comment": person.comment}),
+    )
+    .await
+    .expect(201);
+    app.settle().await;
+    let order_id = order["id"].as_str().expect("order id").to_owned();
+    (session, order_id, product)
+}
+
+/// Every read model rebuilt from the log equals the live one.
+async fn rebuilt_equal_live(app: &TestApp) {
+    let privacy = app
+        .settings
+        .keyring(&app.pool)
+        .await
+        .expect("the keyring opens");
+    for name in registry::NAMES {
+        let report = registry::rebuild(name, &app.pool, Some(&privacy), Finish::Verify, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{name} rebuilt differs from the live read model: {e}"));
+        assert!(report.events > 0, "{name} read the log");
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn personal_data_is_ciphertext_in_the_log_and_on_the_broker_and_plain_where_it_is_read(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let app = TestApp::spawn(&c).await;
+    let (_tap_connection, mut tap) = commerce_testkit::tap(&app.settings.broker).await;
+    let admin = app.admin().await;
+    let person = Person::new();
+    let (session, order_id, product) = journey(&app, &admin, &person).await;
+
+    // The log holds none of it, in any event.
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_type, payload::text || metadata::text FROM events")
+            .fetch_all(&app.pool)
+            .await
+            .expect("the log");
+    for (event_type, text) in &rows {
+        for piece in person.pieces() {
+            assert!(
+                !text.contains(piece),
+                "a {event_type} event shows {piece:?}"
+            );
+        }
+    }
+    let sealed = rows
+        .iter()
+        .filter(|(_, text)| text.contains("enc:v1:"))
+        .count();
+    assert!(
+        sealed >= 4,
+        "registration, profile, order and review are sealed: {sealed}"
+    );
+
+    // Neither does any message a queue bound to `#` received.
+    let received =
+        commerce_testkit::collect_events(&mut tap, rows.len(), Duration::from_secs(30)).await;
+    for message in &received {
+        let body = String::from_utf8_lossy(&message.body);
+        for piece in person.pieces() {
+            assert!(
+                !body.contains(piece),
+                "a message routed {} shows {piece:?}",
+                message.routing_key
+            );
+        }
+    }
+
+    // Every read a caller is entitled to shows it in the clear.
+    let me = app
+        .get("/api/v1/users/me", Some(&session.token))
+        .await
+        .expect(200);
+    assert_eq!(me.data()["email"], json!(person.email));
+    assert_eq!(me.data()["name"], json!(person.renamed));
+    assert_eq!(me.data()["phone"], json!(person.phone));
+    let order_path = format!("/api/v1/orders/{order_id}");
+    let order = app.get(&order_path, Some(&session.token)).await.expect(200);
+    assert_eq!(
+        order.data()["shipping_address"]["line1"],
+        json!(person.street)
+    );
+    let history = app
+        .get(&format!("{order_path}/history"), Some(&session.token))
+        .await
+        .expect(200);
+    assert!(
+        history.body.to_string().contains(&person.street),
+        "the order history shows the address: {}",
+        history.body
+    );
+    let as_of = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    let then = app
+        .get(
+            &format!("{order_path}?as_of={}", urlencode(&as_of)),
+            Some(&session.token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(then.data()["shipping_address"]["city"], json!(person.city));
+    let reviews = app
+        .get(&format!("/api/v1/products/{product}/reviews"), None)
+        .await
+        .expect(200);
+    assert_eq!(reviews.data()[0]["comment"], json!(person.comment));
+    let events = app
+        .get(
+            "/api/v1/admin/events?aggregate_type=User&limit=1000",
+            Some(&admin.token),
+        )
+        .await
+        .expect(200);
+    assert!(
+        events.body.to_string().contains(&person.email),
+        "the admin log shows the email"
+    );
+    let notes = app
+        .get("/api/v1/notifications", Some(&session.token))
+        .await
+        .expect(200);
+    assert!(
+        notes.body.to_string().contains(&person.name),
+        "the welcome greets them by name: {}",
+        notes.body
+    );
+
+    // `commerce events tail` opens it too.
+    let tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_commerce"))
+        .env_remove("DATABASE_URL")
+        .env("DATA_KEY", support::DATA_KEY)
+        .env("RUST_LOG", "warn")
+        .args(["--database-url", &app.settings.database_url])
+        .args(["events", "tail", "--json"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(
+        tail.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tail.stderr)
+    );
+    assert!(String::from_utf8_lossy(&tail.stdout).contains(&person.email));
+
+    // Replays open it the same way: every rebuilt read model equals the live one.
+    rebuilt_equal_live(&app).await;
+    app.stop().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_wrong_data_key_is_refused_before_anything_is_read_or_written(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let app = TestApp::spawn(&c).await;
+    let admin = app.admin().await;
+    app.product(&admin, "1.00", 1).await;
+    let events = app.event_count().await;
+    let database = app.settings.database_url.clone();
+    app.stop().await;
+
+    let (_, other_key) = commerce_event_store::privacy::MasterKey::generate();
+    let cli = Cli::parse_from([
+        "commerce",
+        "--database-url",
+        &database,
+        "--env",
+        "dev",
+        "--jwt-secret",
+        support::JWT_SECRET,
+        "--data-key",
+        &other_key,
+        "--listen-addr",
+        "127.0.0.1:0",
+        "serve",
+    ]);
+    let settings = Settings::from_args(&cli.global, Environment::Dev).expect("settings");
+    let error = app::start(&settings, Parts::ALL)
+        .await
+        .expect_err("a wrong key must not start");
+    assert!(
+        format!("{error:#}").contains("DATA_KEY does not open"),
+        "{error:#}"
+    );
+    let pool = commerce_event_store::db::connect(&database, 1)
+        .await
+        .expect("pool");
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(after, events, "nothing was written");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn without_a_data_key_dev_generates_one_keeps_it_and_reads_its_data_after_a_restart(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let without = || Options {
+        args: vec![("--data-key".to_owned(), String::new())],
+    };
+    let app = TestApp::spawn_with(&c, without()).await;
+    let admin = app.admin().await;
+    let person = Person::new();
+    let (session, order_id, _) = journey(&app, &admin, &person).await;
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM dev_data_key")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(kept, 1, "one generated key, kept in the database");
+    app.stop().await;
+
+    // A restart (which also replays nothing: the read models stand) reads the data with the
+    // kept key, and a fresh load of the order folds the sealed address back in the clear.
+    let app = TestApp::spawn_with(&c, without()).await;
+    let order = app
+        .get(
+            &format!("/api/v1/orders/{order_id}/history"),
+            Some(&session.token),
+        )
+        .await
+        .expect(200);
+    assert!(order.body.to_string().contains(&person.street));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn prod_refuses_to_start_without_a_data_key_and_help_never_shows_it() {
+    let secret_key = "c2VjcmV0LWtleS1uZXZlci1wcmludGVkLTAxMjM0NTY=";
+    let help = tokio::process::Command::new(env!("CARGO_BIN_EXE_commerce"))
+        .env("DATA_KEY", secret_key)
+        .arg("--help")
+        .output()
+        .await
+        .expect("the binary runs");
+    let text: Value = json!(String::from_utf8_lossy(&help.stdout));
+    assert!(
+        text.to_string().contains("DATA_KEY"),
+        "--help names the variable"
+    );
+    assert!(
+        !text.to_string().contains(secret_key),
+        "--help never shows its value"
+    );
+
+    for command in ["api", "project", "process", "serve"] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_commerce"))
+            .env_remove("DATA_KEY")
+            .env("COMMERCE_ENV", "prod")
+            .env("JWT_SECRET", "a-strong-secret-0123456789-abcdefghijklmnop")
+            .env("PASSWORD_HASH_MEMORY_KIB", "19456")
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/commerce")
+            .env("RUST_LOG", "warn")
+            .arg(command)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command} started without DATA_KEY");
+        assert!(
+            stderr.contains("DATA_KEY is required"),
+            "{command}: {stderr}"
+        );
+    }
+}
