@@ -182,6 +182,18 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Users: erase a person's personal data.
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// The keyring of personal data: rotate the master key.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Administration: bootstrap users.
     Admin {
         /// What to do.
@@ -230,6 +242,30 @@ pub enum EventsCommand {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `commerce users ...`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Crypto-shred a user's personal data: destroys their data key and records
+    /// `PersonalDataErased`; their email, name, phone, addresses and review texts read as
+    /// `[erased]` everywhere from then on, and they can no longer sign in. Idempotent.
+    Erase {
+        /// The user's id.
+        id: uuid::Uuid,
+    },
+}
+
+/// `commerce keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wrap every data key from the master key in `DATA_KEY` to the one in `NEW_DATA_KEY`, in
+    /// one transaction; then restart every process with `DATA_KEY` set to the new key.
+    Rotate {
+        /// The new master key (32 random bytes in base64). Prefer the environment variable.
+        #[arg(long, env = "NEW_DATA_KEY", hide_env_values = true)]
+        new_key: String,
     },
 }
 

@@ -2,10 +2,12 @@
 
 mod admin;
 mod events;
+mod keys;
 mod migrate;
 mod projections;
 mod replay;
 mod run;
+mod users;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Environment, Settings};
@@ -72,5 +74,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Events { command } => events::run(&settings, command).await,
         Command::Projections { command } => projections::run(&settings, command).await,
         Command::Admin { command } => admin::run(&settings, command).await,
+        Command::Users { command } => users::run(&settings, command).await,
+        Command::Keys { command } => keys::run(&settings, command).await,
     }
 }

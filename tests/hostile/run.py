@@ -187,10 +187,14 @@ def seed(api: Api, admin: str, customer: str) -> None:
     )
 
 
-# Operations that can take the run's own credentials away (deactivate the signed-in user, drop
+# Operations that can take the run's own credentials away (deactivate or erase the signed-in user, drop
 # the admin's role): schemathesis learns the user's id from `/users/me` and uses it. They get
 # runs of their own, after the main ones.
-SELF_DESTRUCTIVE = ["DELETE /api/v1/users/{id}", "PUT /api/v1/users/{id}/roles"]
+SELF_DESTRUCTIVE = [
+    "DELETE /api/v1/users/{id}",
+    "DELETE /api/v1/users/{id}/personal-data",
+    "PUT /api/v1/users/{id}/roles",
+]
 
 
 def run_schemathesis(args, api: Api, who: str, token: str, report_dir: Path, destructive: bool) -> tuple[bool, int]:

@@ -58,6 +58,8 @@ struct Fx {
     auditor: Session,
     admin: Session,
     victim: Session,
+    /// A customer whose personal data the admin erases.
+    forgotten: Session,
     refresh: Vec<String>,
     category: String,
     spare_category: String,
@@ -210,6 +212,8 @@ fn rules() -> Vec<Rule> {
             ..rule!(DELETE "/api/v1/users/{id}", |f| format!("/api/v1/users/{}", f.victim.user_id), no_body,
                 OWNER_OR_ADMIN)
         },
+        rule!(DELETE "/api/v1/users/{id}/personal-data",
+            |f| format!("/api/v1/users/{}/personal-data", f.forgotten.user_id), no_body, ADMIN_ONLY),
     ]
 }
 
@@ -329,6 +333,7 @@ async fn fixtures(app: &TestApp) -> Fx {
     let other = app.customer().await;
     let auditor = app.auditor().await;
     let victim = app.customer().await;
+    let forgotten = app.customer().await;
     let mut refresh = Vec::new();
     for _ in CALLERS {
         let login = app
@@ -401,6 +406,7 @@ async fn fixtures(app: &TestApp) -> Fx {
         auditor,
         admin,
         victim,
+        forgotten,
         refresh,
         category,
         spare_category,

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::{self, Options, Session, TestApp, PASSWORD};
+use crate::support::{self, Options, Resp, Session, TestApp, PASSWORD};
 use clap::Parser;
 use commerce::app::{self, Parts};
 use commerce::cli::Cli;
@@ -192,23 +192,12 @@ async fn personal_data_is_ciphertext_in_the_log_and_on_the_broker_and_plain_wher
         order.data()["shipping_address"]["line1"],
         json!(person.street)
     );
-    let history = app
-        .get(&format!("{order_path}/history"), Some(&session.token))
-        .await
-        .expect(200);
+    let (then, history) = from_the_log(&app, &order_path, &session.token).await;
     assert!(
         history.body.to_string().contains(&person.street),
         "the order history shows the address: {}",
         history.body
     );
-    let as_of = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
-    let then = app
-        .get(
-            &format!("{order_path}?as_of={}", urlencode(&as_of)),
-            Some(&session.token),
-        )
-        .await
-        .expect(200);
     assert_eq!(then.data()["shipping_address"]["city"], json!(person.city));
     let reviews = app
         .get(&format!("/api/v1/products/{product}/reviews"), None)
@@ -237,16 +226,7 @@ async fn personal_data_is_ciphertext_in_the_log_and_on_the_broker_and_plain_wher
     );
 
     // `commerce events tail` opens it too.
-    let tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_commerce"))
-        .env_remove("DATABASE_URL")
-        .env("DATA_KEY", support::DATA_KEY)
-        .env("RUST_LOG", "warn")
-        .args(["--database-url", &app.settings.database_url])
-        .args(["events", "tail", "--json"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("the binary runs");
+    let tail = commerce(&app, &["events", "tail", "--json"]).await;
     assert!(
         tail.status.success(),
         "{}",
@@ -259,8 +239,33 @@ async fn personal_data_is_ciphertext_in_the_log_and_on_the_broker_and_plain_wher
     app.stop().await;
 }
 
-fn urlencode(text: &str) -> String {
-    text.replace('+', "%2B").replace(':', "%3A")
+/// `commerce ARGS` on the test's database, with the tests' `DATA_KEY`.
+async fn commerce(app: &TestApp, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_commerce"))
+        .env_remove("DATABASE_URL")
+        .env("DATA_KEY", support::DATA_KEY)
+        .env("RUST_LOG", "warn")
+        .args(["--database-url", &app.settings.database_url])
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+/// What the log says of an order: as of a moment from now (`?as_of`) and its history.
+async fn from_the_log(app: &TestApp, order_path: &str, token: &str) -> (Resp, Resp) {
+    let as_of = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    let as_of = as_of.replace('+', "%2B").replace(':', "%3A");
+    let then = app
+        .get(&format!("{order_path}?as_of={as_of}"), Some(token))
+        .await
+        .expect(200);
+    let history = app
+        .get(&format!("{order_path}/history"), Some(token))
+        .await
+        .expect(200);
+    (then, history)
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -380,4 +385,207 @@ async fn prod_refuses_to_start_without_a_data_key_and_help_never_shows_it() {
             "{command}: {stderr}"
         );
     }
+}
+
+/// The user's profile, as an admin reads it, shows `[erased]` for every personal field.
+async fn assert_profile_erased(app: &TestApp, admin: &Session, user_id: Uuid) {
+    let path = format!("/api/v1/users/{user_id}");
+    let user = app.get(&path, Some(&admin.token)).await.expect(200);
+    for field in ["email", "name", "phone"] {
+        assert_eq!(user.data()[field], json!("[erased]"), "{field}");
+    }
+    assert_eq!(user.data()["is_active"], json!(false));
+}
+
+/// The database as `pg_dump` prints it (schema and data, every table).
+async fn dump(database_url: &str) -> String {
+    let out = tokio::process::Command::new("pg_dump")
+        .args(["--no-owner", "--dbname", database_url])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("pg_dump runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_erased_customer_leaves_no_byte_of_their_personal_data_and_accounting_still_adds_up(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let sink = commerce_testkit::SmtpSink::start().await;
+    let app = TestApp::spawn_with(
+        &c,
+        Options {
+            args: vec![("--smtp-url".to_owned(), sink.url())],
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    let person = Person::new();
+    let (session, order_id, product) = journey(&app, &admin, &person).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !sink
+        .received()
+        .iter()
+        .any(|m| m.to.iter().any(|to| to.contains(&person.email)))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no email reached the customer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let order_path = format!("/api/v1/orders/{order_id}");
+    let before = app.get(&order_path, Some(&admin.token)).await.expect(200);
+    assert!(
+        dump(&app.settings.database_url)
+            .await
+            .contains(&person.email),
+        "the search finds what is there"
+    );
+
+    // Only an admin erases; bad input changes nothing.
+    let erase_path = format!("/api/v1/users/{}/personal-data", session.user_id);
+    let events = app.event_count().await;
+    app.delete(&erase_path, Some(&session.token))
+        .await
+        .expect(403);
+    app.delete(
+        &format!("/api/v1/users/{}/personal-data", Uuid::new_v4()),
+        Some(&admin.token),
+    )
+    .await
+    .expect(404);
+    app.delete("/api/v1/users/not-a-uuid/personal-data", Some(&admin.token))
+        .await
+        .expect(400);
+    assert_eq!(app.event_count().await, events);
+    let erased = app
+        .delete(&erase_path, Some(&admin.token))
+        .await
+        .expect(204);
+    assert!(!erased.position().is_empty());
+    assert_eq!(app.event_count().await, events + 1);
+    app.delete(&erase_path, Some(&admin.token))
+        .await
+        .expect(204);
+    assert_eq!(
+        app.event_count().await,
+        events + 1,
+        "erasing twice changes nothing"
+    );
+    app.settle().await;
+
+    // The erasure is on record, with who and why.
+    let (actor, correlation): (String, String) = sqlx::query_as(
+        "SELECT metadata ->> 'actor', metadata ->> 'correlation_id' FROM events \
+         WHERE event_type = 'PersonalDataErased'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("one erasure event");
+    assert_eq!(actor, admin.user_id.to_string());
+    assert!(!correlation.is_empty());
+
+    // They can no longer sign in, nor use a token they held.
+    app.post(
+        "/api/v1/auth/login",
+        None,
+        json!({"email": person.email, "password": PASSWORD}),
+    )
+    .await
+    .expect(401);
+    app.get("/api/v1/users/me", Some(&session.token))
+        .await
+        .expect(401);
+
+    // Every read shows "[erased]" where the data was; ids, amounts, statuses and times stay.
+    assert_profile_erased(&app, &admin, session.user_id).await;
+    let after = app.get(&order_path, Some(&admin.token)).await.expect(200);
+    assert_eq!(after.data()["shipping_address"], json!("[erased]"));
+    for kept in [
+        "id",
+        "user_id",
+        "status",
+        "payment_status",
+        "total_amount",
+        "items",
+        "created_at",
+    ] {
+        assert_eq!(after.data()[kept], before.data()[kept], "{kept} stays");
+    }
+    let (then, history) = from_the_log(&app, &order_path, &admin.token).await;
+    assert_eq!(then.data()["shipping_address"], json!("[erased]"));
+    assert_eq!(then.data()["total_amount"], before.data()["total_amount"]);
+    assert!(history.body.to_string().contains("[erased]"));
+    let payments = app
+        .get(
+            &format!("/api/v1/payments/order/{order_id}"),
+            Some(&admin.token),
+        )
+        .await
+        .expect(200);
+    assert!(
+        payments.body.to_string().contains("COMPLETED"),
+        "{}",
+        payments.body
+    );
+    let reviews = app
+        .get(&format!("/api/v1/products/{product}/reviews"), None)
+        .await
+        .expect(200);
+    assert_eq!(reviews.data()[0]["comment"], json!("[erased]"));
+    assert_eq!(reviews.data()[0]["rating"], json!(5));
+    let log = app
+        .get("/api/v1/admin/events?limit=1000", Some(&admin.token))
+        .await
+        .expect(200);
+    assert!(log.body.to_string().contains("[erased]"));
+
+    // Not one byte of it is left anywhere in the database.
+    let dumped = dump(&app.settings.database_url).await;
+    for piece in person.pieces() {
+        assert!(!dumped.contains(piece), "the dump still holds {piece:?}");
+    }
+
+    // Replays (which can no longer open the sealed fields) build what the live models hold.
+    rebuilt_equal_live(&app).await;
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_cli_erases_by_id_once_and_names_an_unknown_user(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let app = TestApp::spawn(&c).await;
+    let admin = app.admin().await;
+    let person = Person::new();
+    let (session, _, _) = journey(&app, &admin, &person).await;
+    let shared = &app;
+    let erase = |id: String| async move { commerce(shared, &["users", "erase", &id]).await };
+    let unknown = erase(Uuid::new_v4().to_string()).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user with id"));
+    let malformed = erase("nobody".to_owned()).await;
+    assert_eq!(malformed.status.code(), Some(2), "a usage error");
+    let first = erase(session.user_id.to_string()).await;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("erased the personal data"));
+    let again = erase(session.user_id.to_string()).await;
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("erased already"));
+    app.settle().await;
+    assert_profile_erased(&app, &admin, session.user_id).await;
+    app.stop().await;
 }

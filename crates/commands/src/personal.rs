@@ -9,7 +9,11 @@ use commerce_domain::review::Review;
 use commerce_domain::user::User;
 use commerce_event_store::privacy::{MasterKey, PersonalFields, Privacy, PrivacyError};
 use cqrs_es::Aggregate;
-use sqlx::PgPool;
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::dispatch::Alongside;
 
 /// Every event with personal fields, and those fields.
 pub static PERSONAL_FIELDS: &[PersonalFields] = &[
@@ -34,6 +38,57 @@ pub static PERSONAL_FIELDS: &[PersonalFields] = &[
         fields: &["comment"],
     },
 ];
+
+/// What an erasure changes beside its `PersonalDataErased` event, in the same transaction
+/// (through [`crate::Dispatcher::execute_with`]): the person's data key is destroyed (the
+/// ciphertext of their personal fields in the log can never be opened again), their password hash
+/// and refresh tokens go (they cannot sign in), and the stored answers of their idempotent
+/// requests (which repeat their shipping address) are deleted.
+pub struct Erase {
+    privacy: Privacy,
+    user_id: Uuid,
+}
+
+impl Erase {
+    /// The erasure of `user_id`'s personal data with `privacy`'s keyring.
+    pub fn new(privacy: Privacy, user_id: Uuid) -> Self {
+        Self { privacy, user_id }
+    }
+}
+
+impl std::fmt::Debug for Erase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Erase")
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Alongside for Erase {
+    fn write<'c>(&'c self, conn: &'c mut PgConnection) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            self.privacy
+                .erase(&mut *conn, self.user_id)
+                .await
+                .map_err(|e| match e {
+                    PrivacyError::Database(e) => e,
+                    other => sqlx::Error::Protocol(other.to_string()),
+                })?;
+            for statement in [
+                "DELETE FROM user_credentials WHERE user_id = $1",
+                "DELETE FROM api.idempotency_keys WHERE user_id = $1",
+                "UPDATE api.refresh_tokens SET revoked_at = now() \
+                 WHERE user_id = $1 AND revoked_at IS NULL",
+            ] {
+                sqlx::query(statement)
+                    .bind(self.user_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
 
 /// The master key `serve` generated in dev, generating and storing one first when there is
 /// none (concurrent first starts agree: one insert wins). Logs once per database, when the key is

@@ -35,4 +35,7 @@ mod validate;
 mod words;
 
 pub use error::{DomainError, ErrorKind};
+
+/// What a personal field reads as once its person's data was erased (guarantee 9).
+pub const ERASED: &str = "[erased]";
 pub use money::{Currency, Money, MoneyError};

@@ -66,6 +66,7 @@ impl NotificationsProcess {
         [
             (User::TYPE, "UserRegistered"),
             (User::TYPE, "ProfileUpdated"),
+            (User::TYPE, "PersonalDataErased"),
             (Order::TYPE, "OrderConfirmed"),
             (Order::TYPE, "OrderShipped"),
             (Payment::TYPE, "PaymentFailed"),
@@ -82,6 +83,10 @@ impl NotificationsProcess {
     ) -> Result<Option<(Uuid, NotificationType, Message)>, HandlerError> {
         let draft = match event.aggregate_type.as_str() {
             User::TYPE => match event.payload_as::<UserEvent>()? {
+                UserEvent::PersonalDataErased { user_id, .. } => {
+                    forget_recipient(conn, user_id).await?;
+                    None
+                }
                 UserEvent::UserRegistered {
                     user_id,
                     email,
@@ -194,6 +199,27 @@ impl EventHandler for NotificationsProcess {
     }
 }
 
+/// Erasure (guarantee 9): the recipient's address and name go, their notifications' texts
+/// (which greet them by name) read as erased, and what was still to be emailed never is.
+async fn forget_recipient(conn: &mut PgConnection, user_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM notifications.recipients WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE notifications.notifications SET body = $2, \
+         last_error = CASE WHEN status = 'PENDING' THEN 'the recipient was erased' \
+                      ELSE last_error END, \
+         status = CASE WHEN status = 'PENDING' THEN 'FAILED' ELSE status END \
+         WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .bind(commerce_domain::ERASED)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn save_recipient(
     conn: &mut PgConnection,
     user_id: Uuid,
@@ -268,6 +294,7 @@ mod tests {
             [
                 "User.UserRegistered",
                 "User.ProfileUpdated",
+                "User.PersonalDataErased",
                 "Order.OrderConfirmed",
                 "Order.OrderShipped",
                 "Payment.PaymentFailed",

@@ -23,6 +23,7 @@
 pub mod carts;
 pub mod catalog;
 pub mod categories;
+pub mod erasure;
 pub mod inventory;
 pub mod orders;
 pub mod page;

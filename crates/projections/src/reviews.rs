@@ -12,7 +12,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::Projection;
+use crate::{erasure, Projection};
 
 /// The reviews projection.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,7 +41,7 @@ impl Projection for ReviewsProjection {
     const NAME: &'static str = "reviews";
 
     fn bindings() -> Vec<String> {
-        vec!["Review.*".to_owned()]
+        vec!["Review.*".to_owned(), erasure::binding()]
     }
 
     async fn apply(
@@ -49,6 +49,17 @@ impl Projection for ReviewsProjection {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
+        if let Some(user_id) = erasure::erased_person(event) {
+            // A tombstone's comment is empty already.
+            sqlx::query(
+                "UPDATE reviews SET comment = $2 WHERE user_id = $1 AND deleted_at IS NULL",
+            )
+            .bind(user_id)
+            .bind(commerce_domain::ERASED)
+            .execute(conn)
+            .await?;
+            return Ok(());
+        }
         // Times are the event's own, which the command answered with (so the two agree).
         match event.payload_as::<ReviewEvent>()? {
             ReviewEvent::ReviewSubmitted {

@@ -99,6 +99,19 @@ impl Projection for UsersProjection {
                 .execute(conn)
                 .await?;
             }
+            UserEvent::PersonalDataErased { user_id, .. } => {
+                // What a replay builds once the key is gone: every sealed field reads as erased.
+                sqlx::query(
+                    "UPDATE users SET email = $2, name = $2, \
+                     phone = CASE WHEN phone IS NULL THEN NULL ELSE $2 END, \
+                     is_active = false, updated_at = $3 WHERE id = $1",
+                )
+                .bind(user_id)
+                .bind(commerce_domain::ERASED)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
             UserEvent::UserDeactivated { user_id, .. } => {
                 sqlx::query("UPDATE users SET is_active = false, updated_at = $2 WHERE id = $1")
                     .bind(user_id)

@@ -6,6 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use commerce_commands::personal::Erase;
 use commerce_domain::user::{Role, User, UserCommand};
 use commerce_event_store::Position;
 use commerce_projections::users::{self, UserView};
@@ -164,6 +165,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_me, update_me))
         .routes(routes!(get_one, update, deactivate))
         .routes(routes!(set_roles))
+        .routes(routes!(erase_personal_data))
 }
 
 /// Only the user themself and admins see a user; to anyone else it does not exist.
@@ -299,6 +301,38 @@ async fn deactivate(
     refresh::revoke_all(&state.pool, id).await?;
     let position = executed.position;
     Ok(Written::no_content(position))
+}
+
+/// Erase a user's personal data (admin): crypto-shredding. Their data key is destroyed and
+/// `PersonalDataErased` recorded (actor and correlation on record); from then on their email,
+/// name, phone, shipping addresses and review texts read as `"[erased]"` in every read model,
+/// order history, `as_of` answer, the admin log and every replay, while ids, amounts, statuses
+/// and times stay. They can no longer sign in. Erasing again changes nothing (204).
+#[utoipa::path(delete, path = "/users/{id}/personal-data", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+async fn erase_personal_data(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Written<()>> {
+    caller.require_admin()?;
+    let privacy = state.privacy.clone().ok_or_else(|| {
+        ApiError::Unavailable("this API instance has no keyring of personal data".to_owned())
+    })?;
+    let executed = state
+        .dispatcher
+        .execute_with::<User>(
+            &id.to_string(),
+            UserCommand::ErasePersonalData { at: Utc::now() },
+            &request_id.metadata(&caller),
+            &Erase::new(privacy, id),
+        )
+        .await?;
+    Ok(Written::no_content(executed.position))
 }
 
 /// Replace a user's roles (admin).

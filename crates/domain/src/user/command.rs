@@ -51,6 +51,13 @@ pub enum UserCommand {
         /// When it happened.
         at: DateTime<Utc>,
     },
+    /// Forget the user's personal data (crypto-shredding, guarantee 9): emits
+    /// `PersonalDataErased`, after which the email, name and phone read as [`crate::ERASED`]
+    /// everywhere and the user can no longer sign in. Erasing again emits nothing.
+    ErasePersonalData {
+        /// When it happened.
+        at: DateTime<Utc>,
+    },
     /// Replace the role set (at least one role). Requires an active user. Emits one `RoleGranted`
     /// per added role and one `RoleRevoked` per removed role.
     SetRoles {

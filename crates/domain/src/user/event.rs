@@ -53,6 +53,15 @@ pub enum UserEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The user's personal data was erased (emitted by `ErasePersonalData`): their data key is
+    /// destroyed with this event, so every personal field of theirs in the log reads as
+    /// [`crate::ERASED`] from now on. Ids, amounts, statuses and times stay.
+    PersonalDataErased {
+        /// The user.
+        user_id: Uuid,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A role was added (emitted by `SetRoles`).
     RoleGranted {
         /// The user.
@@ -81,6 +90,7 @@ impl UserEvent {
             | Self::ProfileUpdated { at, .. }
             | Self::PasswordChanged { at, .. }
             | Self::UserDeactivated { at, .. }
+            | Self::PersonalDataErased { at, .. }
             | Self::RoleGranted { at, .. }
             | Self::RoleRevoked { at, .. } => *at,
         }
@@ -94,6 +104,7 @@ impl DomainEvent for UserEvent {
             Self::ProfileUpdated { .. } => "ProfileUpdated",
             Self::PasswordChanged { .. } => "PasswordChanged",
             Self::UserDeactivated { .. } => "UserDeactivated",
+            Self::PersonalDataErased { .. } => "PersonalDataErased",
             Self::RoleGranted { .. } => "RoleGranted",
             Self::RoleRevoked { .. } => "RoleRevoked",
         }

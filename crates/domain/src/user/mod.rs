@@ -106,6 +106,9 @@ pub struct User {
     phone: Option<String>,
     roles: Vec<Role>,
     active: bool,
+    /// Whether the personal data was erased.
+    #[serde(default)]
+    erased: bool,
     /// When registered and when last changed (the `at` of the first and of the latest event);
     /// required, so a snapshot from before they were kept does not deserialise and is replayed.
     times: Option<(DateTime<Utc>, DateTime<Utc>)>,
@@ -141,6 +144,11 @@ impl User {
     /// The current roles, sorted.
     pub fn roles(&self) -> &[Role] {
         &self.roles
+    }
+
+    /// Whether the user's personal data was erased.
+    pub fn is_erased(&self) -> bool {
+        self.erased
     }
 
     /// Whether the user is registered and not deactivated.
@@ -231,6 +239,13 @@ impl User {
                 }
                 Ok(vec![UserEvent::UserDeactivated { user_id, at }])
             }
+            UserCommand::ErasePersonalData { at } => {
+                let user_id = self.user_id.ok_or(UserError::NotFound)?;
+                if self.erased {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::PersonalDataErased { user_id, at }])
+            }
             UserCommand::SetRoles { roles, at } => {
                 let user_id = self.active_id()?;
                 if roles.is_empty() {
@@ -291,6 +306,7 @@ impl Aggregate for User {
                     phone,
                     roles,
                     active: true,
+                    erased: false,
                     times: None,
                 };
             }
@@ -300,6 +316,15 @@ impl Aggregate for User {
             }
             UserEvent::PasswordChanged { .. } => {}
             UserEvent::UserDeactivated { .. } => self.active = false,
+            UserEvent::PersonalDataErased { .. } => {
+                crate::ERASED.clone_into(&mut self.email);
+                crate::ERASED.clone_into(&mut self.name);
+                if self.phone.is_some() {
+                    self.phone = Some(crate::ERASED.to_owned());
+                }
+                self.active = false;
+                self.erased = true;
+            }
             UserEvent::RoleGranted { role, .. } => {
                 if !self.roles.contains(&role) {
                     self.roles.push(role);

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 pub use queries::{get, has_confirmed_order_with, list, OrderFilter, OrderItemView, OrderView};
 
-use crate::Projection;
+use crate::{erasure, Projection};
 
 /// The orders projection.
 #[derive(Debug, Clone, Copy, Default)]
@@ -205,7 +205,7 @@ impl Projection for OrdersProjection {
     const NAME: &'static str = "orders";
 
     fn bindings() -> Vec<String> {
-        vec!["Order.*".to_owned()]
+        vec!["Order.*".to_owned(), erasure::binding()]
     }
 
     async fn apply(
@@ -213,6 +213,9 @@ impl Projection for OrdersProjection {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), HandlerError> {
+        if let Some(user_id) = erasure::erased_person(event) {
+            return erase(conn, user_id).await;
+        }
         let order_event = event.payload_as::<OrderEvent>()?;
         // The event's own time, as the write side answers with it (`Order::times`).
         let (at, version) = (order_event.at(), event.sequence);
@@ -267,6 +270,30 @@ impl Projection for OrdersProjection {
         conn: &mut PgConnection,
         events: &[&StoredEvent],
     ) -> Result<(), HandlerError> {
-        batch::apply(conn, events).await
+        // Runs of order events in one go; an erasure in between applies in its place.
+        let mut run = 0;
+        for (i, event) in events.iter().enumerate() {
+            if let Some(user_id) = erasure::erased_person(event) {
+                if run < i {
+                    batch::apply(conn, &events[run..i]).await?;
+                }
+                erase(conn, user_id).await?;
+                run = i + 1;
+            }
+        }
+        if run < events.len() {
+            batch::apply(conn, &events[run..]).await?;
+        }
+        Ok(())
     }
+}
+
+/// The erased person's orders as a replay builds them: the sealed address reads as erased.
+async fn erase(conn: &mut PgConnection, user_id: Uuid) -> Result<(), HandlerError> {
+    sqlx::query("UPDATE orders SET shipping_address = to_jsonb($2::text) WHERE user_id = $1")
+        .bind(user_id)
+        .bind(commerce_domain::ERASED)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
