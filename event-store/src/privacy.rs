@@ -581,3 +581,28 @@ mod tests {
         assert_eq!(format!("{key:?}"), "MasterKey(..)");
     }
 }
+
+#[cfg(test)]
+mod email_index {
+    use super::*;
+
+    fn keyring(index: [u8; 32]) -> Privacy {
+        Privacy(Arc::new(Inner {
+            master: MasterKey::generate().0,
+            email_index: index,
+            fields: &[],
+            sealing: Mutex::default(),
+        }))
+    }
+
+    #[test]
+    fn an_email_maps_to_one_id_per_keyring_and_the_id_reveals_nothing_without_the_key() {
+        let (a, b) = (keyring([1; 32]), keyring([2; 32]));
+        let id = a.user_id_for_email("ada@example.com");
+        assert_eq!(id, a.user_id_for_email("ada@example.com"), "stable");
+        assert_ne!(id, a.user_id_for_email("bob@example.com"));
+        assert_ne!(id, b.user_id_for_email("ada@example.com"), "keyed");
+        let plain = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"ada@example.com");
+        assert_ne!(id, plain);
+    }
+}

@@ -5,7 +5,7 @@ use chrono::Utc;
 use commerce_api::auth::password;
 use commerce_commands::credentials::SetPassword;
 use commerce_commands::{DispatchError, Dispatcher};
-use commerce_domain::ids::user_id_for_email;
+use commerce_domain::ids::{normalize_email, user_id_for_email};
 use commerce_domain::user::{validate_password, Role, User, UserCommand, UserError};
 use commerce_event_store::{db, EventMetadata, EventStore};
 
@@ -40,8 +40,20 @@ async fn create_user(
         .to_owned();
     let pool = db::prepare(&settings.database_url, 2).await?;
     let privacy = settings.keyring(&pool).await?;
+    // The keyed id (guarantee 9), unless the user registered under the plain one before ids
+    // were keyed.
+    let legacy = user_id_for_email(email);
+    let user_id = privacy.user_id_for_email(&normalize_email(email));
     let dispatcher = Dispatcher::new(EventStore::new(pool.clone()).with_privacy(privacy));
-    let user_id = user_id_for_email(email);
+    let (existing, _) = dispatcher
+        .reader()
+        .load::<User>(&legacy.to_string())
+        .await?;
+    let user_id = if existing.user_id().is_some() {
+        legacy
+    } else {
+        user_id
+    };
     let metadata = EventMetadata::new("system:admin-cli", uuid::Uuid::new_v4().to_string());
     let hash = password::hash(password, settings.api.password_memory_kib)
         .await

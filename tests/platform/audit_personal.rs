@@ -72,10 +72,7 @@ async fn journey(app: &TestApp, admin: &Session, person: &Person) -> (Session, S
         )
         .await
         .expect(201);
-    let user_id: Uuid = registered.data()["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("user id");
+    let user_id = registered.id();
     let token = app
         .post(
             "/api/v1/auth/login",
@@ -587,5 +584,71 @@ async fn the_cli_erases_by_id_once_and_names_an_unknown_user(
     assert!(String::from_utf8_lossy(&again.stdout).contains("erased already"));
     app.settle().await;
     assert_profile_erased(&app, &admin, session.user_id).await;
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn user_ids_are_keyed_and_accounts_from_before_keep_their_email_and_sign_in(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    use commerce_commands::credentials::SetPassword;
+    use commerce_commands::Dispatcher;
+    use commerce_domain::ids::user_id_for_email;
+    use commerce_domain::user::{Role, User, UserCommand};
+    use commerce_event_store::{EventMetadata, EventStore};
+
+    let app = TestApp::spawn(&c).await;
+    let email = format!("Kay.{}@Example.com", Uuid::new_v4().simple());
+    let register = |email: String| {
+        app.post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": email, "password": PASSWORD, "name": "Kay"}),
+        )
+    };
+    let kay = register(email.clone()).await.expect(201);
+    let id = kay.data()["id"].as_str().expect("id").to_owned();
+    assert_ne!(
+        id,
+        user_id_for_email(&email).to_string(),
+        "not the plain derivation anyone can compute from the email"
+    );
+    register(format!(" {} ", email.to_lowercase()))
+        .await
+        .expect(409);
+
+    // A user registered before ids were keyed, under the plain id.
+    let old = format!("old.{}@example.com", Uuid::new_v4().simple());
+    let old_id = user_id_for_email(&old);
+    let hash = commerce_api::auth::password::hash(PASSWORD.to_owned(), 1024)
+        .await
+        .expect("hash");
+    Dispatcher::new(EventStore::new(app.pool.clone()))
+        .execute_with::<User>(
+            &old_id.to_string(),
+            UserCommand::RegisterUser {
+                user_id: old_id,
+                email: old.clone(),
+                name: "Old".to_owned(),
+                phone: None,
+                roles: vec![Role::Customer],
+                at: chrono::Utc::now(),
+            },
+            &EventMetadata::new("test", Uuid::new_v4().to_string()),
+            &SetPassword::new(old_id, hash),
+        )
+        .await
+        .expect("registered the old way");
+    let signed_in = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": old.to_uppercase(), "password": PASSWORD}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(signed_in.data()["user"]["id"], json!(old_id));
+    register(old).await.expect(409);
     app.stop().await;
 }

@@ -53,14 +53,15 @@ async fn a_full_journey_leaves_no_password_hash_in_the_log_or_on_the_broker(
     let product = app.product(&admin, "12.00", 5).await;
 
     let email = format!("secret-{}@example.com", Uuid::new_v4().simple());
-    let user_id = user_id_for_email(&email);
-    app.post(
-        "/api/v1/auth/register",
-        None,
-        json!({"email": email, "password": PASSWORD, "name": "Sam"}),
-    )
-    .await
-    .expect(201);
+    let registered = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": email, "password": PASSWORD, "name": "Sam"}),
+        )
+        .await
+        .expect(201);
+    let user_id = registered.id();
     let old_hash = stored_hash(&app.pool, user_id).await;
     assert_eq!(login(&app, &email, PASSWORD).await, 200);
     let token = sign_in(&app, &email, PASSWORD).await.expect(200).data()["access_token"]

@@ -11,7 +11,7 @@ use commerce::config::{Environment, Settings};
 use commerce_api::auth::password;
 use commerce_commands::credentials::SetPassword;
 use commerce_commands::Dispatcher;
-use commerce_domain::ids::user_id_for_email;
+use commerce_domain::ids::normalize_email;
 use commerce_domain::user::{Role, User, UserCommand};
 use commerce_event_store::{EventMetadata, EventStore, LogReader};
 use reqwest::header::HeaderMap;
@@ -60,6 +60,14 @@ impl Resp {
     /// `body["data"]`.
     pub fn data(&self) -> &Value {
         &self.body["data"]
+    }
+
+    /// `body["data"]["id"]` as a UUID.
+    pub fn id(&self) -> Uuid {
+        self.data()["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no id in {self:?}"))
     }
 
     /// The `X-Event-Position` token.
@@ -238,11 +246,17 @@ impl TestApp {
     /// minted with the server's key (so tests of other routes do not depend on `/auth/login`).
     pub async fn user_with_role(&self, role: Role) -> Session {
         let email = format!("{:?}-{}@example.com", role, Uuid::new_v4().simple()).to_lowercase();
-        let user_id = user_id_for_email(&email);
+        // As the platform registers users: a keyed id, personal fields sealed.
+        let privacy = self
+            .settings
+            .keyring(&self.pool)
+            .await
+            .expect("the keyring opens");
+        let user_id = privacy.user_id_for_email(&normalize_email(&email));
         let hash = password::hash(PASSWORD.to_owned(), 1024)
             .await
             .expect("hash");
-        let dispatcher = Dispatcher::new(EventStore::new(self.pool.clone()));
+        let dispatcher = Dispatcher::new(EventStore::new(self.pool.clone()).with_privacy(privacy));
         dispatcher
             .execute_with::<User>(
                 &user_id.to_string(),

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use commerce_commands::credentials::{self, SetPassword};
 use commerce_commands::DispatchError;
-use commerce_domain::ids::user_id_for_email;
+use commerce_domain::ids::{normalize_email, user_id_for_email};
 use commerce_domain::user::{
     validate_email, validate_password, Role, User, UserCommand, UserError,
 };
@@ -158,11 +158,14 @@ async fn register(
     validate_email(&input.email).map_err(|e| ApiError::invalid_field("email", e.to_string()))?;
     validate_password(&input.password)
         .map_err(|e| ApiError::invalid_field("password", e.to_string()))?;
-    let user_id = user_id_for_email(&input.email);
+    let [user_id, legacy] = user_ids(&state, &input.email);
     let id = user_id.to_string();
     // Spares the hash on a plain duplicate; a concurrent one is still refused by the aggregate.
     let (existing, _) = state.aggregates.load::<User>(&id).await?;
     if existing.user_id().is_some() {
+        return Err(email_taken());
+    }
+    if legacy != user_id && registered_at(&state, legacy).await?.is_some() {
         return Err(email_taken());
     }
     let phone = input.phone.filter(|p| !p.trim().is_empty());
@@ -193,6 +196,24 @@ async fn register(
     Ok(Written::new(StatusCode::CREATED, executed.position, body))
 }
 
+/// The ids an email may be registered under: first the one new registrations get, a keyed hash
+/// of the normalised email (guarantee 9: the id reveals nothing of it); then the plain
+/// derivation users registered under before ids were keyed (the same on a store without a
+/// keyring).
+fn user_ids(state: &AppState, email: &str) -> [Uuid; 2] {
+    let legacy = user_id_for_email(email);
+    match &state.privacy {
+        Some(privacy) => [privacy.user_id_for_email(&normalize_email(email)), legacy],
+        None => [legacy, legacy],
+    }
+}
+
+/// The user registered under `user_id`, if any.
+async fn registered_at(state: &AppState, user_id: Uuid) -> ApiResult<Option<User>> {
+    let (user, _) = state.aggregates.load::<User>(&user_id.to_string()).await?;
+    Ok(user.user_id().is_some().then_some(user))
+}
+
 /// Sign in with email and password.
 #[utoipa::path(post, path = "/auth/login", tag = "auth",
     request_body = LoginInput,
@@ -202,8 +223,16 @@ async fn login(
     State(state): State<AppState>,
     Json(input): Json<LoginInput>,
 ) -> ApiResult<axum::Json<Data<TokenPair>>> {
-    let user_id = user_id_for_email(&input.email);
-    let (user, _) = state.aggregates.load::<User>(&user_id.to_string()).await?;
+    let [keyed, legacy] = user_ids(&state, &input.email);
+    let (mut user_id, mut user) = (
+        keyed,
+        state.aggregates.load::<User>(&keyed.to_string()).await?.0,
+    );
+    if user.user_id().is_none() && legacy != keyed {
+        if let Some(registered) = registered_at(&state, legacy).await? {
+            (user_id, user) = (legacy, registered);
+        }
+    }
     // Made on the first login of either kind, so not even that one tells the two apart.
     let dummy = DUMMY_HASH
         .get_or_try_init(|| password::dummy_hash(state.config.password_memory_kib))

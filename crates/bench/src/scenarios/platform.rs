@@ -14,7 +14,7 @@ use commerce::config::Settings;
 use commerce_api::auth::{password, token::TokenKeys};
 use commerce_commands::credentials::SetPassword;
 use commerce_commands::Dispatcher;
-use commerce_domain::ids::user_id_for_email;
+use commerce_domain::ids::normalize_email;
 use commerce_domain::user::{Role, User, UserCommand};
 use commerce_event_store::{EventMetadata, EventStore, LogReader};
 use serde_json::Value;
@@ -98,8 +98,10 @@ impl Platform {
     /// token minted with the server's key.
     pub(super) async fn user(&self, role: Role) -> anyhow::Result<(Uuid, String)> {
         let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
-        let user_id = user_id_for_email(&email);
-        Dispatcher::new(EventStore::new(self.pool.clone()))
+        // As the platform registers users: a keyed id, the data key made with the registration.
+        let privacy = self.settings.keyring(&self.pool).await?;
+        let user_id = privacy.user_id_for_email(&normalize_email(&email));
+        Dispatcher::new(EventStore::new(self.pool.clone()).with_privacy(privacy))
             .execute_with::<User>(
                 &user_id.to_string(),
                 UserCommand::RegisterUser {

@@ -9,13 +9,14 @@ use super::Role;
 /// What can be asked of a `User`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UserCommand {
-    /// Create the user. Preconditions: `user_id == user_id_for_email(email)`, a valid email
+    /// Create the user. Preconditions: `user_id` derived from the normalised email (by the
+    /// command layer: a keyed hash, or [`crate::ids::user_id_for_email`]), a valid email
     /// ([`super::validate_email`]), a name of 1..=100 characters. An empty `roles` means
     /// `[Customer]`. Emits `UserRegistered`. The password is no part of it: its hash is a
     /// credential, written beside the event by the command layer (guarantee 9: no secret in the
     /// log).
     RegisterUser {
-        /// Must be [`crate::ids::user_id_for_email`] of `email`.
+        /// Derived from the normalised `email`, so one email is one stream.
         user_id: Uuid,
         /// As typed by the user; stored trimmed.
         email: String,

@@ -1,7 +1,6 @@
 //! Errors of the `User` aggregate.
 
 use thiserror::Error;
-use uuid::Uuid;
 
 use crate::error::{DomainError, ErrorKind};
 
@@ -16,14 +15,6 @@ pub enum UserError {
     EmailTaken {
         /// The email of the rejected registration.
         email: String,
-    },
-    /// The user id must be derived from the email, or uniqueness would not be race-free.
-    #[error("user id {given} is not the id derived from the email ({expected})")]
-    IdMismatch {
-        /// `user_id_for_email(email)`.
-        expected: Uuid,
-        /// The id in the command.
-        given: Uuid,
     },
     /// An email must look like `local@domain.tld` and have at most 254 characters.
     #[error("invalid email address: {reason}")]
@@ -62,8 +53,7 @@ impl DomainError for UserError {
         match self {
             Self::NotFound => ErrorKind::NotFound,
             Self::EmailTaken { .. } | Self::Deactivated => ErrorKind::Conflict,
-            Self::IdMismatch { .. }
-            | Self::InvalidEmail { .. }
+            Self::InvalidEmail { .. }
             | Self::WeakPassword { .. }
             | Self::InvalidName { .. }
             | Self::InvalidPhone { .. }

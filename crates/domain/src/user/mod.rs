@@ -1,6 +1,8 @@
-//! The `User` aggregate: registration, profile, password, roles and deactivation. Its id is
-//! derived from the normalised email ([`crate::ids::user_id_for_email`]), which makes email
-//! uniqueness race-free: a second registration of the same email loads the same stream.
+//! The `User` aggregate: registration, profile, password, roles, deactivation and erasure. Its
+//! id is derived from the normalised email by the command layer (a keyed hash, so the id reveals
+//! nothing of the email; [`crate::ids::user_id_for_email`] on a store without a keyring), which
+//! makes email uniqueness race-free: a second registration of the same email loads the same
+//! stream.
 
 mod command;
 mod error;
@@ -18,7 +20,6 @@ pub use command::UserCommand;
 pub use error::UserError;
 pub use event::UserEvent;
 
-use crate::ids::user_id_for_email;
 use crate::validate::{char_len, len_within};
 
 /// A role granting access to parts of the API.
@@ -181,13 +182,6 @@ impl User {
                     });
                 }
                 validate_email(&email)?;
-                let expected = user_id_for_email(&email);
-                if user_id != expected {
-                    return Err(UserError::IdMismatch {
-                        expected,
-                        given: user_id,
-                    });
-                }
                 let name = validate_name(&name)?;
                 let phone = phone.as_deref().map(validate_phone).transpose()?;
                 let mut roles = if roles.is_empty() {

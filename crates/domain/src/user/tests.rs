@@ -3,6 +3,7 @@ use cqrs_es::test::TestFramework;
 
 use super::*;
 use crate::error::{DomainError, ErrorKind};
+use crate::ids::user_id_for_email;
 
 type UserTest = TestFramework<User>;
 
@@ -76,36 +77,6 @@ fn registering_an_email_twice_in_another_case_is_rejected_as_taken() {
         .kind(),
         ErrorKind::Conflict
     );
-}
-
-#[test]
-fn registering_with_an_id_not_derived_from_the_email_is_rejected() {
-    let UserCommand::RegisterUser {
-        email,
-        name,
-        phone,
-        roles,
-        at,
-        ..
-    } = register()
-    else {
-        unreachable!()
-    };
-    let command = UserCommand::RegisterUser {
-        user_id: Uuid::nil(),
-        email,
-        name,
-        phone,
-        roles,
-        at,
-    };
-    UserTest::with(())
-        .given_no_previous_events()
-        .when(command)
-        .then_expect_error(UserError::IdMismatch {
-            expected: id(),
-            given: Uuid::nil(),
-        });
 }
 
 #[test]
@@ -369,4 +340,58 @@ fn a_user_knows_its_profile_and_when_it_was_registered_and_last_changed() {
         user.times(),
         Some((at(), later + chrono::Duration::minutes(1)))
     );
+}
+
+fn erased() -> UserEvent {
+    UserEvent::PersonalDataErased {
+        user_id: id(),
+        at: at(),
+    }
+}
+
+#[test]
+fn erasing_a_registered_user_records_it_once() {
+    UserTest::with(())
+        .given(vec![registered()])
+        .when(UserCommand::ErasePersonalData { at: at() })
+        .then_expect_events(vec![erased()]);
+    UserTest::with(())
+        .given(vec![registered(), erased()])
+        .when(UserCommand::ErasePersonalData { at: at() })
+        .then_expect_events(vec![]);
+    UserTest::with(())
+        .given(vec![registered(), deactivated()])
+        .when(UserCommand::ErasePersonalData { at: at() })
+        .then_expect_events(vec![erased()]);
+    UserTest::with(())
+        .given_no_previous_events()
+        .when(UserCommand::ErasePersonalData { at: at() })
+        .then_expect_error(UserError::NotFound);
+}
+
+#[test]
+fn an_erased_user_reads_as_erased_cannot_change_and_keeps_the_email_taken() {
+    let mut user = User::default();
+    user.apply(registered());
+    user.apply(erased());
+    assert_eq!(
+        (user.email(), user.name(), user.phone()),
+        (crate::ERASED, crate::ERASED, Some(crate::ERASED))
+    );
+    assert!(user.is_erased() && !user.is_active());
+    assert_eq!(user.user_id(), Some(id()), "the id stays");
+    UserTest::with(())
+        .given(vec![registered(), erased()])
+        .when(UserCommand::UpdateProfile {
+            name: Some("Back".into()),
+            phone: None,
+            at: at(),
+        })
+        .then_expect_error(UserError::Deactivated);
+    UserTest::with(())
+        .given(vec![registered(), erased()])
+        .when(register())
+        .then_expect_error(UserError::EmailTaken {
+            email: EMAIL.into(),
+        });
 }
