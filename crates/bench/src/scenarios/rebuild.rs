@@ -25,9 +25,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use commerce_event_store::{Sealer, SealerConfig};
 use commerce_projections::rebuild::Finish;
 use commerce_projections::registry;
 use sqlx::{PgPool, Row as _};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::mix::generate_events;
@@ -114,7 +116,60 @@ async fn measure(ctx: &Ctx, pool: &PgPool) -> anyhow::Result<Vec<Row>> {
                 .with_note(note),
         );
     }
+
+    ctx.progress("rebuild: the sealer over the same log");
+    let (sealed, sealing) = seal_all(ctx, pool).await?;
+    rows.push(
+        Row::measured(
+            "rebuild",
+            "sealer: events sealed",
+            "events/s",
+            sealed,
+            sealing,
+            &[],
+        )
+        .with_baseline("raw keyset-paged read", raw_events, raw_read, &[])
+        .with_note(
+            "one active sealer from an empty chain to the head: reads the events' positions and \
+             content hashes in log order, chains them, writes a seal per 1000 events",
+        ),
+    );
     Ok(rows)
+}
+
+/// Runs a sealer over the whole log until every event is sealed; returns the events sealed and
+/// the time it took.
+async fn seal_all(ctx: &Ctx, pool: &PgPool) -> anyhow::Result<(u64, Duration)> {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let sealer = tokio::spawn(Sealer::new(pool.clone(), SealerConfig::default()).run(stop.clone()));
+    let mut last_report = Instant::now();
+    let outcome = loop {
+        let sealed: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(cardinality(positions)), 0)::bigint FROM log_seals",
+        )
+        .fetch_one(pool)
+        .await?;
+        if sealed >= total {
+            break Ok((u64::try_from(sealed)?, started.elapsed()));
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            break Err(anyhow::anyhow!(
+                "the sealer sealed {sealed} of {total} events in 10 minutes"
+            ));
+        }
+        if last_report.elapsed() >= Duration::from_secs(3) {
+            last_report = Instant::now();
+            ctx.progress(&format!("rebuild: sealer {sealed}/{total} events"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop.cancel();
+    sealer.await?;
+    outcome
 }
 
 /// Reads the whole log as the rebuild does and writes one small row per event in bulk; returns
