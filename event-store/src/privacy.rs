@@ -439,11 +439,13 @@ impl Privacy {
         executor: E,
         subject: Uuid,
     ) -> Result<bool, PrivacyError> {
+        // `xmax` is 0 for the row an INSERT wrote, set for the one an UPDATE replaced: only
+        // the latter destroyed a key.
         let destroyed: Option<bool> = sqlx::query_scalar(
             "INSERT INTO data_keys (subject, wrapped, erased_at) VALUES ($1, NULL, now()) \
              ON CONFLICT (subject) DO UPDATE SET wrapped = NULL, erased_at = now() \
              WHERE data_keys.wrapped IS NOT NULL \
-             RETURNING true",
+             RETURNING xmax::text <> '0'",
         )
         .bind(subject)
         .fetch_optional(executor)
@@ -511,14 +513,10 @@ impl Privacy {
     }
 }
 
-/// Whether a field's value holds personal data to seal (not absent, not null, not already
-/// sealed or erased).
+/// Whether a field's value holds personal data to seal: anything but null, even text that
+/// looks sealed (a name typed as `enc:v1:…` is sealed like any other, so it opens as typed).
 fn is_personal(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::String(s) => !s.starts_with(SEALED) && s != ERASED,
-        _ => true,
-    }
+    !value.is_null()
 }
 
 /// The body of an externally tagged event payload: `{"<EventType>": {…}}`.
