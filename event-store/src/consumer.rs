@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::{sleep_or_shutdown, Backoff};
 use crate::checkpoint::{self, ConsumerState, OperatorDecision};
-use crate::privacy::Privacy;
+use crate::privacy::{Privacy, PrivacyError};
 use crate::relay::POSITION_MARKER_KEY;
 use crate::{BrokerConfig, BrokerError, LogReader, Position, StoreError, StoredEvent};
 
@@ -174,9 +174,9 @@ impl<H: EventHandler> DurableConsumer<H> {
     }
 
     /// The same consumer handing its handler events with their personal fields opened (a
-    /// destroyed key reads as [`crate::privacy::ERASED`]), from the broker and from the log alike.
+    /// destroyed key reads as [`crate::privacy::ERASED`]), from the broker and from the log alike:
+    /// the keys are read inside the transaction that applies the events.
     pub fn with_privacy(mut self, privacy: Privacy) -> Self {
-        self.log = self.log.with_privacy(Some(privacy.clone()));
         self.privacy = Some(privacy);
         self
     }
@@ -363,12 +363,6 @@ impl<H: EventHandler> DurableConsumer<H> {
                 Err(e) => return Err(SessionError::Other(format!("undecodable message: {e}"))),
             }
         }
-        if let Some(privacy) = &self.privacy {
-            privacy
-                .open_events(&self.pool, &mut events)
-                .await
-                .map_err(StoreError::from)?;
-        }
         if events.is_empty() {
             // Only markers: nothing to apply, the cursor moves on in one statement.
             if let Some(marker) = marker {
@@ -378,18 +372,21 @@ impl<H: EventHandler> DurableConsumer<H> {
             }
             return Ok(());
         }
-        match self.apply(db, &events, marker).await {
+        let mut sealed = true;
+        match self.apply(db, &mut events, &mut sealed, marker).await {
             Ok(()) => Ok(()),
             Err(ApplyError::Store(e)) => Err(e.into()),
             Err(ApplyError::Handler(_)) => {
-                for event in &events {
-                    self.apply_with_retry(db, event, shutdown).await?;
+                for event in &mut events {
+                    self.apply_with_retry(db, event, sealed, shutdown).await?;
                 }
                 if marker.is_some() {
-                    self.apply(db, &[], marker).await.map_err(|e| match e {
-                        ApplyError::Store(e) => SessionError::from(e),
-                        ApplyError::Handler(e) => SessionError::Other(e.to_string()),
-                    })?;
+                    self.apply(db, &mut [], &mut false, marker)
+                        .await
+                        .map_err(|e| match e {
+                            ApplyError::Store(e) => SessionError::from(e),
+                            ApplyError::Handler(e) => SessionError::Other(e.to_string()),
+                        })?;
                 }
                 Ok(())
             }
@@ -406,17 +403,18 @@ impl<H: EventHandler> DurableConsumer<H> {
                 return Err(SessionError::Shutdown);
             }
             let cursor = checkpoint::position(&self.pool, &self.config.name).await?;
-            let batch = self.log.read_after(cursor, self.config.batch_size).await?;
+            let mut batch = self.log.read_after(cursor, self.config.batch_size).await?;
             if batch.is_empty() {
                 return Ok(());
             }
-            match self.apply(db, &batch, None).await {
+            let mut sealed = true;
+            match self.apply(db, &mut batch, &mut sealed, None).await {
                 Ok(()) => {}
                 Err(ApplyError::Store(e)) => return Err(e.into()),
                 // Isolate the failing event: apply one by one, with retries.
                 Err(ApplyError::Handler(_)) => {
-                    for event in &batch {
-                        self.apply_with_retry(db, event, shutdown).await?;
+                    for event in &mut batch {
+                        self.apply_with_retry(db, event, sealed, shutdown).await?;
                     }
                 }
             }
@@ -424,16 +422,32 @@ impl<H: EventHandler> DurableConsumer<H> {
     }
 
     /// Applies the events of `batch` after the cursor, and advances it (to `at_least` if that is
-    /// further: a position marker), in one transaction.
+    /// further: a position marker), in one transaction. While `sealed`, the events' personal
+    /// fields are opened first, in place and in that transaction (then `sealed` turns false, so
+    /// a retry of the same events never opens them twice).
     async fn apply(
         &self,
         db: &mut PgConnection,
-        batch: &[StoredEvent],
+        batch: &mut [StoredEvent],
+        sealed: &mut bool,
         at_least: Option<Position>,
     ) -> Result<(), ApplyError> {
         let name = &self.config.name;
         let mut tx = db.begin().await.map_err(ApplyError::Store)?;
-        let done = match self.apply_in(&mut tx, batch, at_least).await {
+        let opened = match (&self.privacy, *sealed) {
+            (Some(privacy), true) => privacy.open_events(&mut *tx, batch).await,
+            _ => Ok(()),
+        };
+        let done = match opened {
+            Ok(()) => {
+                *sealed = false;
+                self.apply_in(&mut tx, batch, at_least).await
+            }
+            Err(PrivacyError::Database(e)) => Err(ApplyError::Store(e)),
+            // An altered key or ciphertext: the event's failure, shown like any other.
+            Err(other) => Err(ApplyError::Handler(Box::new(other))),
+        };
+        let done = match done {
             Ok(done) => done,
             Err(e) => {
                 // Rolled back now, not when the session's connection is next used: the failed
@@ -506,14 +520,16 @@ impl<H: EventHandler> DurableConsumer<H> {
     async fn apply_with_retry(
         &self,
         db: &mut PgConnection,
-        event: &StoredEvent,
+        event: &mut StoredEvent,
+        mut sealed: bool,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
         let name = &self.config.name;
         let mut backoff = Backoff::new(self.config.retry_initial, self.config.retry_max);
         let mut attempt = 0;
         loop {
-            let error = match self.apply(db, std::slice::from_ref(event), None).await {
+            let once = std::slice::from_mut(event);
+            let error = match self.apply(db, once, &mut sealed, None).await {
                 Ok(()) => return Ok(()),
                 Err(ApplyError::Store(e)) => return Err(e.into()),
                 Err(ApplyError::Handler(e)) if is_transient(&e) => {

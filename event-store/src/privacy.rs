@@ -348,9 +348,10 @@ impl Privacy {
     /// `(aggregate_type, payload)` (externally tagged: `{"<EventType>": {…}}`), with keys read
     /// from the table in one query (none when nothing is sealed). A field whose key was destroyed
     /// reads as [`ERASED`].
-    pub async fn open<'a, I>(&self, pool: &PgPool, payloads: I) -> Result<(), PrivacyError>
+    pub async fn open<'a, 'c, I, E>(&self, executor: E, payloads: I) -> Result<(), PrivacyError>
     where
         I: IntoIterator<Item = (&'a str, &'a mut Value)>,
+        E: PgExecutor<'c>,
     {
         let mut sealed: Vec<(Uuid, &mut Value)> = Vec::new();
         for (aggregate_type, payload) in payloads {
@@ -387,7 +388,7 @@ impl Privacy {
         let rows: Vec<(Uuid, Option<Vec<u8>>)> =
             sqlx::query_as("SELECT subject, wrapped FROM data_keys WHERE subject = ANY($1)")
                 .bind(&subjects)
-                .fetch_all(pool)
+                .fetch_all(executor)
                 .await?;
         let mut keys = HashMap::with_capacity(rows.len());
         for (subject, wrapped) in rows {
@@ -412,13 +413,13 @@ impl Privacy {
     }
 
     /// [`Self::open`] for events read back from the log.
-    pub async fn open_events(
+    pub async fn open_events<'c, E: PgExecutor<'c>>(
         &self,
-        pool: &PgPool,
+        executor: E,
         events: &mut [crate::StoredEvent],
     ) -> Result<(), PrivacyError> {
         self.open(
-            pool,
+            executor,
             events.iter_mut().map(|e| {
                 let crate::StoredEvent {
                     aggregate_type,
