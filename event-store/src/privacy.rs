@@ -314,24 +314,18 @@ impl Privacy {
         let mut fresh = [0_u8; 32];
         rand::rng().fill_bytes(&mut fresh);
         let aad = wrap_aad(subject);
-        // One statement: the inserted key, or the one a committed writer stored first. A writer
-        // that committed after this statement's snapshot leaves no row to see: the first
-        // (`created`) branch is then empty too, since its insert did nothing; say so rather than
-        // guess, and the caller's retry of the command reads it.
-        let rows: Vec<(Option<Vec<u8>>,)> = sqlx::query_as(
-            "WITH created AS (\
-               INSERT INTO data_keys (subject, wrapped) VALUES ($1, $2) \
-               ON CONFLICT (subject) DO NOTHING RETURNING wrapped) \
-             SELECT wrapped FROM created \
-             UNION ALL SELECT wrapped FROM data_keys WHERE subject = $1",
+        // One statement, race-free: the inserted key, or the row a concurrent writer stored
+        // first (the no-op update waits for that writer's commit and returns the row as
+        // committed; a plain SELECT in the same statement could not see it).
+        let wrapped: Option<Vec<u8>> = sqlx::query_scalar(
+            "INSERT INTO data_keys (subject, wrapped) VALUES ($1, $2) \
+             ON CONFLICT (subject) DO UPDATE SET subject = EXCLUDED.subject \
+             RETURNING wrapped",
         )
         .bind(subject)
         .bind(self.0.master.wrap(&fresh, &aad))
-        .fetch_all(executor)
+        .fetch_one(executor)
         .await?;
-        let Some((wrapped,)) = rows.into_iter().next() else {
-            return Err(PrivacyError::Database(sqlx::Error::RowNotFound));
-        };
         let Some(wrapped) = wrapped else {
             return Ok(None);
         };
