@@ -175,7 +175,8 @@ impl Settings {
         if self.environment == Environment::Prod && self.data_key.is_none() {
             bail!(
                 "DATA_KEY is required when COMMERCE_ENV=prod: 32 random bytes in base64 \
-                 (e.g. `openssl rand -base64 32`); it wraps every person's data key"
+                 (e.g. `openssl rand -base64 32`); it wraps every person's data key (for a \
+                 development database, set COMMERCE_ENV=dev)"
             );
         }
         Ok(())
@@ -192,6 +193,19 @@ impl Settings {
                 .context("cannot read or store the generated DATA_KEY")?,
         };
         Ok(personal::keyring(pool, master).await?)
+    }
+
+    /// The keyring for a one-shot tool (`admin`, `users erase`, `events`, `replay`): `DATA_KEY`
+    /// when set; else the master key a `dev` platform generated and keeps in this database, in
+    /// any environment (a production database never has one: `prod` never stores a key); else,
+    /// in `dev`, one generated now; else the refusal that names `DATA_KEY`.
+    pub async fn keyring_for_tool(&self, pool: &sqlx::PgPool) -> anyhow::Result<Privacy> {
+        if self.data_key.is_none() {
+            if let Some(master) = personal::stored_master(pool).await? {
+                return Ok(personal::keyring(pool, master).await?);
+            }
+        }
+        self.keyring(pool).await
     }
 
     /// The configured `DATA_KEY`, if any (for `commerce keys rotate`).

@@ -39,7 +39,7 @@ async fn create_user(
         .unwrap_or_default()
         .to_owned();
     let pool = db::prepare(&settings.database_url, 2).await?;
-    let privacy = settings.keyring(&pool).await?;
+    let privacy = settings.keyring_for_tool(&pool).await?;
     // The keyed id (guarantee 9), unless the user registered under the plain one before ids
     // were keyed.
     let legacy = user_id_for_email(email);

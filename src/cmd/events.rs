@@ -16,7 +16,7 @@ pub(crate) async fn run(settings: &Settings, command: EventsCommand) -> anyhow::
         let outcome = verify::verify(&pool, from).await?;
         return report(&outcome);
     }
-    let privacy = settings.keyring(&pool).await?;
+    let privacy = settings.keyring_for_tool(&pool).await?;
     let log = LogReader::new(pool).with_privacy(Some(privacy));
     match command {
         EventsCommand::Tail {

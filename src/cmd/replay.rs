@@ -23,7 +23,7 @@ pub(crate) async fn run(
         vec![name]
     };
     let pool = db::prepare(&settings.database_url, 4).await?;
-    let privacy = settings.keyring(&pool).await?;
+    let privacy = settings.keyring_for_tool(&pool).await?;
     let finish = if verify { Finish::Verify } else { Finish::Swap };
     for name in names {
         let report = registry::rebuild(&name, &pool, Some(&privacy), finish, |p: Progress| {

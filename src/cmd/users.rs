@@ -13,7 +13,7 @@ use crate::output;
 pub(crate) async fn run(settings: &Settings, command: UsersCommand) -> anyhow::Result<()> {
     let UsersCommand::Erase { id } = command;
     let pool = db::prepare(&settings.database_url, 2).await?;
-    let privacy = settings.keyring(&pool).await?;
+    let privacy = settings.keyring_for_tool(&pool).await?;
     let dispatcher = Dispatcher::new(EventStore::new(pool.clone()).with_privacy(privacy.clone()));
     // The operator, as the machine names them, is the actor on record.
     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());

@@ -340,7 +340,43 @@ async fn without_a_data_key_dev_generates_one_keeps_it_and_reads_its_data_after_
         .await
         .expect(200);
     assert!(order.body.to_string().contains(&person.street));
+    let database = app.settings.database_url.clone();
     app.stop().await;
+
+    // The one-shot tools (prod by default) use the key this dev database keeps, as the README's
+    // quick start runs them: no DATA_KEY, no COMMERCE_ENV.
+    let tool = |args: &'static [&'static str]| {
+        let url = database.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_commerce"))
+                .env_remove("DATA_KEY")
+                .env_remove("COMMERCE_ENV")
+                .env("ADMIN_PASSWORD", "change-me-1")
+                .env("RUST_LOG", "warn")
+                .args(["--database-url", &url])
+                .args(args)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("the binary runs")
+        }
+    };
+    let created = tool(&[
+        "admin",
+        "create-user",
+        "--email",
+        "first-admin@example.com",
+        "--name",
+        "Admin",
+    ])
+    .await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let tail = tool(&["events", "tail", "--json"]).await;
+    assert!(String::from_utf8_lossy(&tail.stdout).contains(&person.email));
 }
 
 #[tokio::test]
@@ -394,20 +430,24 @@ async fn assert_profile_erased(app: &TestApp, admin: &Session, user_id: Uuid) {
     assert_eq!(user.data()["is_active"], json!(false));
 }
 
-/// The database as `pg_dump` prints it (schema and data, every table).
+/// The database as `pg_dump` prints it (schema and data, every table). Tried up to three times:
+/// on a machine running other suites beside this one, a connection may be refused for a moment.
 async fn dump(database_url: &str) -> String {
-    let out = tokio::process::Command::new("pg_dump")
-        .args(["--no-owner", "--dbname", database_url])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("pg_dump runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let out = tokio::process::Command::new("pg_dump")
+            .args(["--no-owner", "--dbname", database_url])
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("pg_dump runs");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("pg_dump failed three times: {failures:?}");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -113,6 +113,15 @@ pub async fn stored_or_generated_master(pool: &PgPool) -> Result<MasterKey, Priv
     MasterKey::parse(&stored)
 }
 
+/// The master key a `dev` platform generated and keeps in `pool`'s database, if it has one
+/// (never generating one).
+pub async fn stored_master(pool: &PgPool) -> Result<Option<MasterKey>, PrivacyError> {
+    let stored: Option<String> = sqlx::query_scalar("SELECT key FROM dev_data_key")
+        .fetch_optional(pool)
+        .await?;
+    stored.as_deref().map(MasterKey::parse).transpose()
+}
+
 /// The keyring of `pool`'s database opened with `master`, for the platform's events.
 pub async fn keyring(pool: &PgPool, master: MasterKey) -> Result<Privacy, PrivacyError> {
     Privacy::open_keyring(pool, master, PERSONAL_FIELDS).await
