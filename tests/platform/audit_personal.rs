@@ -585,6 +585,13 @@ async fn an_erased_customer_leaves_no_byte_of_their_personal_data_and_accounting
         .expect(200);
     assert!(log.body.to_string().contains("[erased]"));
 
+    let tail = commerce(&app, &["events", "tail", "--json"]).await;
+    let tail = String::from_utf8_lossy(&tail.stdout);
+    assert!(
+        tail.contains("[erased]") && !tail.contains(&person.email),
+        "events tail"
+    );
+
     // The erasure broke no hash or seal: the log verifies as before.
     let verified = app
         .get("/api/v1/admin/log/verify", Some(&admin.token))
