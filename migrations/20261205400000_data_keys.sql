@@ -30,3 +30,8 @@ CREATE TABLE dev_data_key (
     key        text        NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- A snapshot is a plaintext copy of an aggregate's state: aggregates holding personal data are
+-- no longer snapshotted (the store refuses), and the ones taken before this release go, so an
+-- erasure leaves no copy behind. Snapshots are a cache: loads fold these streams from the log.
+DELETE FROM aggregate_snapshots WHERE aggregate_type IN ('User', 'Order', 'Review');

@@ -799,3 +799,33 @@ async fn rotating_the_master_key_rewraps_every_data_key_and_the_old_key_stops_wo
     rebuilt_equal_live(&app).await;
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn aggregates_holding_personal_data_are_never_snapshotted(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    use commerce_domain::user::User;
+    use commerce_event_store::EventStore;
+
+    let app = TestApp::spawn(&c).await;
+    let customer = app.customer().await;
+    let privacy = app.settings.keyring(&app.pool).await.expect("keyring");
+    let store = EventStore::new(app.pool.clone()).with_privacy(privacy);
+    let id = customer.user_id.to_string();
+    let (user, version) = store.load::<User>(&id).await.expect("loaded");
+    assert_eq!(user.email(), customer.email, "opened on load");
+    assert!(
+        !store
+            .save_snapshot(&id, version, &user)
+            .await
+            .expect("asked"),
+        "a snapshot would be a plaintext copy"
+    );
+    let snapshots: i64 = sqlx::query_scalar("SELECT count(*) FROM aggregate_snapshots")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(snapshots, 0);
+    app.stop().await;
+}
