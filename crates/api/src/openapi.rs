@@ -149,6 +149,20 @@ pub fn forbid_nul(openapi: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// What the server trims from text before checking it: Rust's `char::is_whitespace` (Unicode
+/// `White_Space`). A pattern's `\s` (ECMA-262) is not quite that set: it lacks U+0085 and adds
+/// U+FEFF, so a client would send `"\u0085"` as a name the server finds blank.
+const TRIMMED: &str =
+    r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// `pattern` with every `\s` (written for readability in the routes) spelled as [`TRIMMED`]:
+/// inside a negated class (`[^\s…]`) and on its own (`\s*`).
+fn trimmed_as_the_server_trims(pattern: &str) -> String {
+    pattern
+        .replace(r"[^\s", &format!("[^{TRIMMED}"))
+        .replace(r"\s", &format!("[{TRIMMED}]"))
+}
+
 fn forbid_nul_in(schema: &mut RefOr<Schema>) {
     let RefOr::T(schema) = schema else {
         return;
@@ -166,6 +180,9 @@ fn forbid_nul_in(schema: &mut RefOr<Schema>) {
                 && object.enum_values.is_none()
             {
                 object.pattern = Some(NO_NUL.to_owned());
+            }
+            if let Some(pattern) = object.pattern.as_mut() {
+                *pattern = trimmed_as_the_server_trims(pattern);
             }
             for property in object.properties.values_mut() {
                 forbid_nul_in(property);
@@ -390,10 +407,16 @@ mod tests {
                 .is_some_and(|p| p.contains("{0,98}")),
             "{register}"
         );
+        // The blanks are the ones the server trims (U+0085 among them, U+FEFF not), not `\s`.
+        let ws = super::TRIMMED;
         assert_eq!(
             schemas["CategoryInput"]["properties"]["name"]["pattern"],
-            r"^\s*[^\s\u0000]([^\u0000]{0,98}[^\s\u0000])?\s*$"
+            format!(r"^[{ws}]*[^{ws}\u0000]([^\u0000]{{0,98}}[^{ws}\u0000])?[{ws}]*$")
         );
+        assert!(ws.contains(r"\u0085") && !ws.contains("feff"));
+        let trimmed: String = ['\u{85}', '\u{3000}', '\u{a0}', ' '].iter().collect();
+        assert!(trimmed.trim().is_empty(), "each of these the server trims");
+        assert_ne!("\u{feff}".trim(), "", "and this it keeps");
         assert!(schemas["NewProduct"]["properties"]["name"]["pattern"]
             .as_str()
             .is_some_and(|p| p.contains("{0,198}")));
