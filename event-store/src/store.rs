@@ -153,12 +153,18 @@ impl EventStore {
     ) -> Result<Vec<String>, StoreError> {
         let mut payloads = Vec::with_capacity(events.len());
         for event in events {
-            let Some(privacy) = &self.privacy else {
+            let event_type = event.event_type();
+            // Most events carry nothing personal: serialised straight to text, as without a
+            // keyring.
+            let Some(privacy) = self
+                .privacy
+                .as_ref()
+                .filter(|p| p.fields_of(A::TYPE, &event_type).is_some())
+            else {
                 payloads.push(serde_json::to_string(event)?);
                 continue;
             };
             let mut payload = serde_json::to_value(event)?;
-            let event_type = event.event_type();
             match conn.as_deref_mut() {
                 Some(conn) => {
                     privacy

@@ -59,18 +59,24 @@ impl Modify for BearerAuth {
 /// 400 where there are parameters or a body to reject, 413 and 415 where there is a JSON body,
 /// 401 where a bearer token is required.
 pub fn add_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
-    for item in openapi.paths.paths.values_mut() {
-        let operations = [
+    operations_mut(openapi).for_each(add_to);
+}
+
+/// Every operation of the document (the methods the API routes).
+fn operations_mut(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut Operation> + '_ {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
             &mut item.delete,
             &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            add_to(operation);
-        }
-    }
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 fn add_to(operation: &mut Operation) {
@@ -124,25 +130,16 @@ pub fn forbid_nul(openapi: &mut utoipa::openapi::OpenApi) {
             forbid_nul_in(schema);
         }
     }
-    for item in openapi.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            for parameter in operation.parameters.iter_mut().flatten() {
-                if let Some(schema) = parameter.schema.as_mut() {
-                    forbid_nul_in(schema);
-                }
+    for operation in operations_mut(openapi) {
+        for parameter in operation.parameters.iter_mut().flatten() {
+            if let Some(schema) = parameter.schema.as_mut() {
+                forbid_nul_in(schema);
             }
-            if let Some(body) = operation.request_body.as_mut() {
-                for content in body.content.values_mut() {
-                    if let Some(schema) = content.schema.as_mut() {
-                        forbid_nul_in(schema);
-                    }
+        }
+        if let Some(body) = operation.request_body.as_mut() {
+            for content in body.content.values_mut() {
+                if let Some(schema) = content.schema.as_mut() {
+                    forbid_nul_in(schema);
                 }
             }
         }

@@ -126,3 +126,16 @@ pub async fn stored_master(pool: &PgPool) -> Result<Option<MasterKey>, PrivacyEr
 pub async fn keyring(pool: &PgPool, master: MasterKey) -> Result<Privacy, PrivacyError> {
     Privacy::open_keyring(pool, master, PERSONAL_FIELDS).await
 }
+
+#[cfg(test)]
+mod tests {
+    /// What a destroyed key opens as (the store) and what read models scrub to (the domain) are
+    /// one text, or a replay would not equal the live read models.
+    #[test]
+    fn the_store_and_the_domain_say_erased_alike() {
+        assert_eq!(
+            commerce_event_store::privacy::ERASED,
+            commerce_domain::ERASED
+        );
+    }
+}

@@ -19,7 +19,9 @@ pub fn binding() -> String {
 
 /// The person `event` erases, if it is an erasure.
 pub fn erased_person(event: &StoredEvent) -> Option<Uuid> {
-    (event.aggregate_type == User::TYPE && event.event_type == ERASED_EVENT)
-        .then(|| event.aggregate_id.parse().ok())
-        .flatten()
+    if event.aggregate_type == User::TYPE && event.event_type == ERASED_EVENT {
+        event.aggregate_id.parse().ok()
+    } else {
+        None
+    }
 }
