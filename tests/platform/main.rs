@@ -31,6 +31,7 @@ mod audit_secrets;
 mod audit_verify;
 mod chaos_standby;
 mod cli;
+mod cli_parity;
 mod e2e_journey;
 mod first_start;
 mod serve;

@@ -110,7 +110,9 @@ pub enum Finish {
 const BATCH: i64 = 2_000;
 
 /// Replays the whole log into a shadow schema of `P`, then swaps it in or verifies it.
-/// `on_progress` is called about once a second.
+/// `on_progress` is called after every batch read from the log (every 2,000 events, so even a
+/// replay of a few thousand events shows it rising) and once at the end; the heartbeat in the
+/// checkpoint row is written about once a second.
 pub async fn rebuild<P: Projection>(
     pool: &PgPool,
     privacy: Option<&Privacy>,
@@ -145,7 +147,7 @@ pub async fn rebuild<P: Projection>(
         let mut cursor = Position::START;
         let mut events = 0_i64;
         let mut applied = 0_i64;
-        let mut last_report = Instant::now();
+        let mut last_heartbeat = Instant::now();
         // Events the projection does not handle are scanned without their payloads.
         let bindings = P::bindings();
         let mut batch = log.scan_after(cursor, BATCH, &bindings).await?;
@@ -177,10 +179,10 @@ pub async fn rebuild<P: Projection>(
                 cursor = last;
                 batch = next?;
             }
-            if last_report.elapsed() >= Duration::from_secs(1) || caught_up {
-                last_report = Instant::now();
-                let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                on_progress(Progress { done: events, total: total.max(events), rate });
+            let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            on_progress(Progress { done: events, total: total.max(events), rate });
+            if last_heartbeat.elapsed() >= Duration::from_secs(1) || caught_up {
+                last_heartbeat = Instant::now();
                 sqlx::query(
                     "UPDATE consumer_checkpoints SET rebuild_heartbeat_at = now(), \
                      rebuild_applied = $2, rebuild_total = GREATEST(rebuild_total, $2) WHERE name = $1",
