@@ -116,6 +116,7 @@ impl Settings {
             trusted_proxies,
             cors_origins: list(&args.cors_origins),
             password_memory_kib: args.password_memory_kib,
+            broker_namespace: namespace.to_owned(),
             ..ApiConfig::default()
         };
         let mut broker = BrokerConfig::new(args.amqp_url.clone(), namespace);

@@ -83,6 +83,23 @@ pub struct RebuildProgress {
     pub done: i64,
     /// Events to replay.
     pub total: i64,
+    /// When the rebuild started.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+impl RebuildProgress {
+    /// Events replayed per second since the start, as of `now` (`None` before a second's worth
+    /// of time has passed to measure).
+    pub fn rate(&self, now: DateTime<Utc>) -> Option<f64> {
+        let seconds = (now - self.started_at?).num_milliseconds() as f64 / 1000.0;
+        (seconds >= 0.5).then(|| self.done as f64 / seconds)
+    }
+
+    /// Seconds until the rest is replayed at the rate so far.
+    pub fn seconds_left(&self, now: DateTime<Utc>) -> Option<f64> {
+        let rate = self.rate(now).filter(|r| *r > 0.0)?;
+        Some((self.total - self.done).max(0) as f64 / rate)
+    }
 }
 
 /// An operator request that cannot be honoured.
@@ -360,6 +377,7 @@ struct StatusRow {
     rebuilding: bool,
     rebuild_applied: Option<i64>,
     rebuild_total: Option<i64>,
+    rebuild_started_at: Option<DateTime<Utc>>,
 }
 
 /// Position, lag and health of every consumer, by name.
@@ -368,7 +386,7 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
         "SELECT name, transaction_id, global_position, status, last_error, \
          failed_transaction_id, failed_position, applied, duplicates_ignored, updated_at, \
          coalesce(rebuild_heartbeat_at > now() - interval '30 seconds', false) AS rebuilding, \
-         rebuild_applied, rebuild_total \
+         rebuild_applied, rebuild_total, rebuild_started_at \
          FROM consumer_checkpoints ORDER BY name",
     )
     .fetch_all(pool)
@@ -390,6 +408,7 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
             Some(RebuildProgress {
                 done: row.rebuild_applied.unwrap_or(0),
                 total: row.rebuild_total.unwrap_or(0),
+                started_at: row.rebuild_started_at,
             })
         } else {
             None

@@ -19,8 +19,17 @@ use crate::{Position, StoreError, StoredEvent};
 pub struct LogFilter {
     /// Only events after this position.
     pub after: Position,
+    /// Only events before this position.
+    pub before: Option<Position>,
+    /// Newest first (paging backwards with `before`) rather than in log order.
+    pub newest_first: bool,
     /// At most this many events (clamped to 1..=10 000).
     pub limit: i64,
+    /// Only the event with this id.
+    pub event_id: Option<uuid::Uuid>,
+    /// Only events a process wrote in reaction to the event with this id (their metadata's
+    /// `causation_id`).
+    pub causation_id: Option<String>,
     /// Only this aggregate type.
     pub aggregate_type: Option<String>,
     /// Only this event type.
@@ -330,8 +339,10 @@ impl LogReader {
         self.opened(events_of(&rows)?).await
     }
 
-    /// Events matching `filter`, in log order, below the horizon: paging with `after` set to the
-    /// last position of the previous page never skips an event.
+    /// Events matching `filter`, in log order (or newest first), below the horizon: paging with
+    /// `after` set to the last position of the previous page never skips an event, nor does
+    /// paging newest first with `before` (every event below the horizon has committed, so none
+    /// can appear behind either cursor later).
     pub async fn query(&self, filter: &LogFilter) -> Result<Vec<StoredEvent>, StoreError> {
         self.select(filter, true).await
     }
@@ -346,15 +357,20 @@ impl LogReader {
         } else {
             ""
         };
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
+        let before = filter.before.unwrap_or(Position::new(i64::MAX, i64::MAX));
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) {horizon} \
+               AND (transaction_id, global_position) < ($9::text::xid8, $10) \
                AND ($3::text IS NULL OR aggregate_type = $3) \
                AND ($4::text IS NULL OR event_type = $4) \
                AND ($5::text IS NULL OR metadata ->> 'correlation_id' = $5) \
                AND ($6::timestamptz IS NULL OR recorded_at >= $6) \
                AND ($7::timestamptz IS NULL OR recorded_at < $7) \
-             ORDER BY transaction_id, global_position LIMIT $8"
+               AND ($11::uuid IS NULL OR event_id = $11) \
+               AND ($12::text IS NULL OR metadata ->> 'causation_id' = $12) \
+             ORDER BY transaction_id {order}, global_position {order} LIMIT $8"
         );
         let rows = sqlx::query(&sql)
             .bind(filter.after.transaction_id.to_string())
@@ -365,6 +381,10 @@ impl LogReader {
             .bind(filter.from)
             .bind(filter.to)
             .bind(filter.limit.clamp(1, 10_000))
+            .bind(before.transaction_id.to_string())
+            .bind(before.global_position)
+            .bind(filter.event_id)
+            .bind(filter.causation_id.as_deref())
             .fetch_all(&self.pool)
             .await?;
         self.opened(events_of(&rows)?).await

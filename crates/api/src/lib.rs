@@ -15,9 +15,11 @@
 //! - [`middleware`]: request id, metrics, security headers, CORS, rate limit, timeout.
 //! - [`openapi`]: the generated OpenAPI 3.1 document.
 //! - [`server`]: binds, serves and shuts down gracefully.
+//! - [`console`]: the operators' and auditors' web console at `/console/`.
 
 pub mod auth;
 pub mod consistency;
+pub mod console;
 pub mod context;
 pub mod envelope;
 pub mod error;

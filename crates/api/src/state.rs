@@ -36,6 +36,8 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// argon2id memory cost in KiB (19456 = OWASP's minimum for argon2id).
     pub password_memory_kib: u32,
+    /// The broker namespace whose relay the console's health header follows.
+    pub broker_namespace: String,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +52,7 @@ impl Default for ApiConfig {
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
             password_memory_kib: 19_456,
+            broker_namespace: "commerce".to_owned(),
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Shared {
     pub ops: OpsState,
     /// The HTTP metrics' handles per route.
     pub http_metrics: crate::middleware::metrics::HttpMetrics,
+    /// What the console's health header last read, shared by every open console.
+    pub console: crate::console::ConsoleCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -130,6 +135,7 @@ impl AppState {
             config: Arc::new(config),
             ops,
             http_metrics: Default::default(),
+            console: Default::default(),
         }))
     }
 }

@@ -79,6 +79,7 @@ impl Alongside for Erase {
                 "DELETE FROM api.idempotency_keys WHERE user_id = $1",
                 "UPDATE api.refresh_tokens SET revoked_at = now() \
                  WHERE user_id = $1 AND revoked_at IS NULL",
+                "DELETE FROM api.console_sessions WHERE user_id = $1",
             ] {
                 sqlx::query(statement)
                     .bind(self.user_id)

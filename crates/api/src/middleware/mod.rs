@@ -49,14 +49,14 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
     let ip = ClientIp::of(&req, &state.config.trusted_proxies);
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
-    let docs = req.uri().path().starts_with("/docs");
+    let surface = security::Surface::of(req.uri().path());
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
     let header = HeaderValue::from_str(&id).ok();
     req.extensions_mut().insert(RequestId(id));
     req.extensions_mut().insert(ip);
     let mut response = next.run(req).instrument(span).await;
     let headers = response.headers_mut();
-    security::add(docs, headers);
+    security::add(surface, headers);
     if let Some(value) = header {
         headers.insert(request_id::REQUEST_ID, value);
     }

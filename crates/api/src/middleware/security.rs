@@ -1,11 +1,35 @@
-//! Security headers on every response. The interactive docs need scripts and styles of their own
-//! origin, so they get a content security policy of their own.
+//! Security headers on every response. The interactive docs need inline scripts and styles, so
+//! they get a content security policy of their own; the console loads scripts, styles and
+//! requests from its own origin only (no inline script or style anywhere).
 
 use axum::http::{header, HeaderMap, HeaderValue};
 
-/// Adds the headers to a response to a request for `path`.
-pub fn add(path_is_docs: bool, h: &mut HeaderMap) {
-    let docs = path_is_docs;
+/// Which part of the application answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `/api/v1`, the operations endpoints: JSON only.
+    Api,
+    /// `/docs`: Swagger UI.
+    Docs,
+    /// `/console`: the server-rendered console.
+    Console,
+}
+
+impl Surface {
+    /// The surface serving `path`.
+    pub fn of(path: &str) -> Self {
+        if path.starts_with("/docs") {
+            Self::Docs
+        } else if path == "/console" || path.starts_with("/console/") {
+            Self::Console
+        } else {
+            Self::Api
+        }
+    }
+}
+
+/// Adds the headers to a response of `surface`.
+pub fn add(surface: Surface, h: &mut HeaderMap) {
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -23,10 +47,10 @@ pub fn add(path_is_docs: bool, h: &mut HeaderMap) {
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),
     );
-    let csp = if docs {
-        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
-    } else {
-        "default-src 'none'; frame-ancestors 'none'"
+    let csp = match surface {
+        Surface::Docs => "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+        Surface::Console => "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        Surface::Api => "default-src 'none'; frame-ancestors 'none'",
     };
     h.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -214,6 +214,51 @@ async fn registered_at(state: &AppState, user_id: Uuid) -> ApiResult<Option<User
     Ok(user.user_id().is_some().then_some(user))
 }
 
+/// The user registered under `email`, if any: under its keyed id, or under the plain id of
+/// accounts registered before ids were keyed.
+pub(crate) async fn find_by_email(
+    state: &AppState,
+    email: &str,
+) -> ApiResult<Option<(Uuid, User)>> {
+    let [keyed, legacy] = user_ids(state, email);
+    if let Some(user) = registered_at(state, keyed).await? {
+        return Ok(Some((keyed, user)));
+    }
+    if legacy != keyed {
+        if let Some(user) = registered_at(state, legacy).await? {
+            return Ok(Some((legacy, user)));
+        }
+    }
+    Ok(None)
+}
+
+/// The active user whose credentials these are; 401 otherwise, the same answer and about the
+/// same time whether the email is unknown, the password wrong or the account deactivated (the
+/// API's and the console's sign-in).
+pub(crate) async fn authenticate(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> ApiResult<User> {
+    let found = find_by_email(state, email).await?;
+    // Made on the first login of either kind, so not even that one tells the two apart.
+    let dummy = DUMMY_HASH
+        .get_or_try_init(|| password::dummy_hash(state.config.password_memory_kib))
+        .await?;
+    let stored = match &found {
+        Some((user_id, _)) => credentials::password_hash(&state.pool, *user_id).await?,
+        None => None,
+    };
+    let registered = stored.is_some();
+    let phc = stored.unwrap_or_else(|| dummy.clone());
+    // Verified before the active flag is looked at, so a deactivated account costs the same.
+    let matches = password::verify(password, phc).await?;
+    match found {
+        Some((_, user)) if registered && matches && user.is_active() => Ok(user),
+        _ => Err(ApiError::Unauthorized(BAD_CREDENTIALS.to_owned())),
+    }
+}
+
 /// Sign in with email and password.
 #[utoipa::path(post, path = "/auth/login", tag = "auth",
     request_body = LoginInput,
@@ -223,31 +268,7 @@ async fn login(
     State(state): State<AppState>,
     Json(input): Json<LoginInput>,
 ) -> ApiResult<axum::Json<Data<TokenPair>>> {
-    let [keyed, legacy] = user_ids(&state, &input.email);
-    let (mut user_id, mut user) = (
-        keyed,
-        state.aggregates.load::<User>(&keyed.to_string()).await?.0,
-    );
-    if user.user_id().is_none() && legacy != keyed {
-        if let Some(registered) = registered_at(&state, legacy).await? {
-            (user_id, user) = (legacy, registered);
-        }
-    }
-    // Made on the first login of either kind, so not even that one tells the two apart.
-    let dummy = DUMMY_HASH
-        .get_or_try_init(|| password::dummy_hash(state.config.password_memory_kib))
-        .await?;
-    let stored = match user.user_id() {
-        Some(_) => credentials::password_hash(&state.pool, user_id).await?,
-        None => None,
-    };
-    let registered = stored.is_some();
-    let phc = stored.unwrap_or_else(|| dummy.clone());
-    // Verified before the active flag is looked at, so a deactivated account costs the same.
-    let matches = password::verify(input.password, phc).await?;
-    if !(registered && matches && user.is_active()) {
-        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.to_owned()));
-    }
+    let user = authenticate(&state, &input.email, input.password).await?;
     let pair = issue_pair(&state, &user, Uuid::new_v4()).await?;
     Ok(axum::Json(Data::new(pair)))
 }

@@ -61,13 +61,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole HTTP application: `/api/v1`, the OpenAPI document and docs, the operations
-/// endpoints, wrapped in every middleware layer.
+/// endpoints, the console, wrapped in every middleware layer.
 pub fn router(state: AppState) -> Router {
     let (api, spec) = api().split_for_parts();
     let app = Router::new()
         .merge(api.with_state(state.clone()))
         .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, spec))
         .merge(ops::router(state.ops.clone()))
+        .merge(crate::console::router(state.clone()))
         .fallback(not_found);
     crate::middleware::apply(app, &state)
 }

@@ -319,6 +319,17 @@ async fn erase_personal_data(
     request_id: RequestId,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Written<()>> {
+    let position = erase(&state, &caller, &request_id, id).await?;
+    Ok(Written::no_content(position))
+}
+
+/// Crypto-shreds user `id`'s personal data on `caller`'s behalf (admins only); idempotent.
+pub(crate) async fn erase(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    id: Uuid,
+) -> ApiResult<commerce_event_store::Position> {
     caller.require_admin()?;
     let privacy = state.privacy.clone().ok_or_else(|| {
         ApiError::Unavailable("this API instance has no keyring of personal data".to_owned())
@@ -328,11 +339,11 @@ async fn erase_personal_data(
         .execute_with::<User>(
             &id.to_string(),
             UserCommand::ErasePersonalData { at: Utc::now() },
-            &request_id.metadata(&caller),
+            &request_id.metadata(caller),
             &Erase::new(privacy, id),
         )
         .await?;
-    Ok(Written::no_content(executed.position))
+    Ok(executed.position)
 }
 
 /// Replace a user's roles (admin).

@@ -11,6 +11,7 @@ use commerce_domain::user::Role;
 use commerce_event_store::{LogFilter, Position};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use super::{entry, EventEntry};
 use crate::auth::Caller;
@@ -26,13 +27,20 @@ const MAX_LIMIT: i64 = 1_000;
 const MAX_TEXT: usize = 200;
 
 /// Filters of the global log, all optional and combined.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// Only events after this position token (the `next` of the previous page, or an
     /// `X-Event-Position`).
     #[param(pattern = r"^[0-9]{1,18}\.[0-9]{1,18}$", example = "812.40")]
     after: Option<String>,
+    /// Only events before this position token (with `order=newest`, the `next` of the previous
+    /// page).
+    #[param(pattern = r"^[0-9]{1,18}\.[0-9]{1,18}$", example = "812.40")]
+    before: Option<String>,
+    /// `oldest` (log order, the default) or `newest` (newest first; page on with `before`).
+    #[param(pattern = "^(oldest|newest)$")]
+    order: Option<String>,
     /// Events per page, 1 to 1000 (default 100).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
@@ -45,6 +53,11 @@ pub(crate) struct EventsQuery {
     /// Only events caused by this request id.
     #[param(min_length = 1, max_length = 200)]
     correlation_id: Option<String>,
+    /// Only the events a process wrote in reaction to the event with this id.
+    #[param(min_length = 1, max_length = 200)]
+    causation_id: Option<String>,
+    /// Only the event with this id.
+    event_id: Option<Uuid>,
     /// Only events recorded at or after this instant (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
@@ -56,21 +69,60 @@ pub(crate) struct EventsQuery {
 /// A page of the global log.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EventsPage {
-    /// Events in log order.
+    /// Events in log order (newest first with `order=newest`).
     data: Vec<EventEntry>,
-    /// Position token of the last event of this page, to pass as `after` for the next page;
-    /// `null` when the page is empty.
+    /// Position token of the last event of this page, to pass as `after` for the next page
+    /// (as `before` with `order=newest`); `null` when the page is empty.
     next: Option<String>,
 }
 
 impl EventsQuery {
+    /// The query as a form sends it: blank fields mean "any", and an instant without an offset
+    /// (what a `datetime-local` field gives) is UTC; without an order, newest first.
+    pub(crate) fn read_as_form(mut self) -> Self {
+        let blank = |v: Option<String>| v.filter(|t| !t.trim().is_empty());
+        let utc = |v: Option<String>| {
+            blank(v).map(|t| {
+                let t = t.trim().to_owned();
+                let naive = chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M")
+                    .or_else(|_| chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.f"));
+                match naive {
+                    Ok(n) => n.and_utc().to_rfc3339(),
+                    Err(_) => t,
+                }
+            })
+        };
+        self.after = blank(self.after);
+        self.before = blank(self.before);
+        self.order = blank(self.order).or_else(|| Some("newest".to_owned()));
+        self.limit = blank(self.limit);
+        self.aggregate_type = blank(self.aggregate_type);
+        self.event_type = blank(self.event_type).map(|t| t.trim().to_owned());
+        self.correlation_id = blank(self.correlation_id).map(|t| t.trim().to_owned());
+        self.causation_id = blank(self.causation_id).map(|t| t.trim().to_owned());
+        self.from = utc(self.from);
+        self.to = utc(self.to);
+        self
+    }
+
+    /// Whether the log is asked newest first.
+    pub(crate) fn newest_first(&self) -> bool {
+        self.order.as_deref().map(str::trim) == Some("newest")
+    }
+
     /// The filter asked for; anything malformed is a 400 naming the parameter.
-    fn filter(self) -> Result<LogFilter, ApiError> {
-        let after = match self.after {
-            None => Position::START,
-            Some(token) => token.parse().map_err(|_| {
-                ApiError::invalid_field("after", "must be a position token, e.g. from `next`")
-            })?,
+    pub(crate) fn filter(self) -> Result<LogFilter, ApiError> {
+        let after = position("after", self.after)?.unwrap_or(Position::START);
+        let before = position("before", self.before)?;
+        let newest_first = match self.order.as_deref().map(str::trim) {
+            None | Some("oldest") => false,
+            Some("newest") => true,
+            Some(_) => {
+                return Err(ApiError::invalid_field(
+                    "order",
+                    "must be `oldest` or `newest`",
+                ))
+            }
         };
         let limit = match self.limit {
             None => DEFAULT_LIMIT,
@@ -88,14 +140,28 @@ impl EventsQuery {
         let to = instant("to", self.to)?;
         Ok(LogFilter {
             after,
+            before,
+            newest_first,
             limit,
             aggregate_type: text("aggregate_type", self.aggregate_type)?,
             event_type: text("event_type", self.event_type)?,
             correlation_id: text("correlation_id", self.correlation_id)?,
+            causation_id: text("causation_id", self.causation_id)?,
+            event_id: self.event_id,
             from,
             to,
         })
     }
+}
+
+fn position(field: &str, token: Option<String>) -> Result<Option<Position>, ApiError> {
+    token
+        .map(|t| {
+            t.trim().parse().map_err(|_| {
+                ApiError::invalid_field(field, "must be a position token, e.g. from `next`")
+            })
+        })
+        .transpose()
 }
 
 fn instant(field: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -217,6 +283,9 @@ mod tests {
             ("from", "yesterday"),
             ("to", "2024-01-01"),
             ("aggregate_type", ""),
+            ("before", "1"),
+            ("order", "latest"),
+            ("causation_id", ""),
         ] {
             assert_eq!(status(&[bad]), Some(400), "{bad:?}");
         }

@@ -10,9 +10,9 @@
 //! - `log`: `GET /admin/events`, `GET /admin/streams/{aggregate_type}/{aggregate_id}`.
 //! - `verify`: `GET /admin/log/verify`, the hash chain recomputed (guarantee 10).
 
-mod log;
-mod projections;
-mod verify;
+pub(crate) mod log;
+pub(crate) mod projections;
+pub(crate) mod verify;
 
 use chrono::{DateTime, Utc};
 use commerce_event_store::StoredEvent;

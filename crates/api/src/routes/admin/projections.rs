@@ -30,37 +30,43 @@ use crate::state::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ProjectionBody {
     /// The consumer's name (a projection or a process manager).
-    name: String,
+    pub(crate) name: String,
     /// `LIVE`, `CATCHING_UP`, `REBUILDING` or `FAILED`.
-    status: &'static str,
+    pub(crate) status: &'static str,
     /// Position token of the last event it applied.
-    position: String,
+    pub(crate) position: String,
     /// Position token of the last event of the log.
-    head: String,
+    pub(crate) head: String,
     /// Events of the log it has not applied yet.
-    lag_events: i64,
+    pub(crate) lag_events: i64,
     /// Age in seconds of the oldest event it has not applied yet (0 when caught up).
-    lag_seconds: f64,
+    pub(crate) lag_seconds: f64,
     /// Why it halted, when `FAILED`.
-    last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// Position token of the event it halted on, when `FAILED` (what a skip passes over).
-    failed_position: Option<String>,
+    pub(crate) failed_position: Option<String>,
     /// Deliveries of events it had already applied, acknowledged and ignored (at-least-once
     /// delivery at work: a relay fail-over, a redelivery after a lost acknowledgement).
-    duplicates_ignored: i64,
+    pub(crate) duplicates_ignored: i64,
     /// How far a running rebuild got, when the rebuild has reported.
-    rebuild: Option<RebuildBody>,
+    pub(crate) rebuild: Option<RebuildBody>,
     /// Last change of its state.
-    updated_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 /// Progress of a running rebuild.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RebuildBody {
     /// Events of the log replayed so far.
-    done: i64,
+    pub(crate) done: i64,
     /// Events to replay.
-    total: i64,
+    pub(crate) total: i64,
+    /// When it started.
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    /// Events replayed per second so far.
+    pub(crate) events_per_second: Option<f64>,
+    /// Seconds until done at that rate.
+    pub(crate) seconds_left: Option<f64>,
 }
 
 /// The answer to a rebuild request.
@@ -99,9 +105,15 @@ impl ProjectionBody {
             last_error: s.last_error,
             failed_position: s.failed_position.map(|p| p.token()),
             duplicates_ignored: s.duplicates_ignored,
-            rebuild: s.rebuild.map(|r| RebuildBody {
-                done: r.done,
-                total: r.total,
+            rebuild: s.rebuild.map(|r| {
+                let now = Utc::now();
+                RebuildBody {
+                    done: r.done,
+                    total: r.total,
+                    started_at: r.started_at,
+                    events_per_second: r.rate(now).map(|x| x.round()),
+                    seconds_left: r.seconds_left(now).map(|x| x.ceil()),
+                }
             }),
             updated_at: s.updated_at,
         }
@@ -117,15 +129,19 @@ pub(super) async fn list(
     caller: Caller,
 ) -> ApiResult<axum::Json<Data<Vec<ProjectionBody>>>> {
     caller.require_admin()?;
+    Ok(axum::Json(Data::new(statuses(&state).await?)))
+}
+
+/// Every consumer's state, a rebuild started in this process counted from its start.
+pub(crate) async fn statuses(state: &AppState) -> ApiResult<Vec<ProjectionBody>> {
     let statuses = checkpoint::consumer_statuses(&state.pool).await?;
-    let rows = statuses
+    Ok(statuses
         .into_iter()
         .map(|s| {
             let here = Rebuilds::running(&state.pool, &s.name);
             ProjectionBody::new(s, here)
         })
-        .collect();
-    Ok(axum::Json(Data::new(rows)))
+        .collect())
 }
 
 /// Rebuild a projection from the log; the live read model keeps serving until the rebuilt one is
@@ -141,6 +157,17 @@ pub(super) async fn rebuild(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<Data<RebuildStarted>>)> {
     caller.require_admin()?;
+    let name = start_rebuild(&state, &name).await?;
+    let body = RebuildStarted {
+        name: name.to_owned(),
+        status: ConsumerState::Rebuilding.as_str(),
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(Data::new(body))))
+}
+
+/// Starts rebuilding projection `name` in a task of this process; 404 for an unknown name, 409
+/// while it is being rebuilt (here or elsewhere).
+pub(crate) async fn start_rebuild(state: &AppState, name: &str) -> ApiResult<&'static str> {
     let Some(&name) = registry::NAMES.iter().find(|n| **n == name) else {
         return Err(ApiError::not_found("projection"));
     };
@@ -181,11 +208,28 @@ pub(super) async fn rebuild(
         metrics::counter!("projection_rebuilds_total", "projection" => name, "outcome" => outcome)
             .increment(1);
     });
-    let body = RebuildStarted {
-        name: name.to_owned(),
-        status: ConsumerState::Rebuilding.as_str(),
+    Ok(name)
+}
+
+/// Asks FAILED consumer `name` to retry (`RETRY`) or skip (`SKIP`) its failed event.
+pub(crate) async fn repair(state: &AppState, name: &str, action: &'static str) -> ApiResult<()> {
+    let result = if action == "SKIP" {
+        checkpoint::request_skip(&state.pool, name).await
+    } else {
+        checkpoint::request_retry(&state.pool, name).await
     };
-    Ok((StatusCode::ACCEPTED, axum::Json(Data::new(body))))
+    match result {
+        Ok(()) => {
+            tracing::warn!(consumer = %name, action, "operator repair requested");
+            Ok(())
+        }
+        Err(RepairError::Unknown(_)) => Err(ApiError::not_found("projection")),
+        Err(RepairError::NotFailed(name)) => Err(ApiError::Conflict {
+            code: "not_failed",
+            message: format!("{name:?} is not FAILED; retry and skip apply to a halted consumer"),
+        }),
+        Err(RepairError::Store(error)) => Err(error.into()),
+    }
 }
 
 /// Ask a FAILED consumer to apply its failed event again.
@@ -200,8 +244,8 @@ pub(super) async fn retry(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<Data<RepairRequested>>)> {
     caller.require_admin()?;
-    let result = checkpoint::request_retry(&state.pool, &name).await;
-    repaired(name, "RETRY", result)
+    repair(&state, &name, "RETRY").await?;
+    Ok(repaired(name, "RETRY"))
 }
 
 /// Ask a FAILED consumer to pass over its failed event (recorded as skipped).
@@ -216,31 +260,16 @@ pub(super) async fn skip(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<Data<RepairRequested>>)> {
     caller.require_admin()?;
-    let result = checkpoint::request_skip(&state.pool, &name).await;
-    repaired(name, "SKIP", result)
+    repair(&state, &name, "SKIP").await?;
+    Ok(repaired(name, "SKIP"))
 }
 
-fn repaired(
-    name: String,
-    action: &'static str,
-    result: Result<(), RepairError>,
-) -> ApiResult<(StatusCode, axum::Json<Data<RepairRequested>>)> {
-    match result {
-        Ok(()) => {
-            tracing::warn!(consumer = %name, action, "operator repair requested");
-            let body = RepairRequested {
-                name,
-                requested_action: action,
-            };
-            Ok((StatusCode::ACCEPTED, axum::Json(Data::new(body))))
-        }
-        Err(RepairError::Unknown(_)) => Err(ApiError::not_found("projection")),
-        Err(RepairError::NotFailed(name)) => Err(ApiError::Conflict {
-            code: "not_failed",
-            message: format!("{name:?} is not FAILED; retry and skip apply to a halted consumer"),
-        }),
-        Err(RepairError::Store(error)) => Err(error.into()),
-    }
+fn repaired(name: String, action: &'static str) -> (StatusCode, axum::Json<Data<RepairRequested>>) {
+    let body = RepairRequested {
+        name,
+        requested_action: action,
+    };
+    (StatusCode::ACCEPTED, axum::Json(Data::new(body)))
 }
 
 /// Rebuilds running in this process, by database and projection: a process may serve several

@@ -18,7 +18,7 @@ use crate::state::AppState;
 
 /// How much of the stream to fold.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Until {
+pub(crate) enum Until {
     /// Events that happened (their `at`) at or before this instant.
     Instant(DateTime<Utc>),
     /// Events up to this aggregate version (what a command just wrote).
@@ -42,7 +42,7 @@ fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// `as_of` as RFC 3339; a `+` offset that arrived unescaped in a query string (read as a space)
 /// is taken back.
-pub(super) fn parse_as_of(text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_as_of(text: &str) -> Result<DateTime<Utc>, ApiError> {
     let text = text.trim();
     DateTime::parse_from_rfc3339(text)
         .or_else(|e| DateTime::parse_from_rfc3339(&text.replace(' ', "+")).map_err(|_| e))
@@ -56,7 +56,7 @@ pub(super) fn parse_as_of(text: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 /// Order `id` as its stream says it was `until`; `None` when it had not been placed by then.
-pub(super) async fn order_from_log(
+pub(crate) async fn order_from_log(
     state: &AppState,
     id: Uuid,
     until: Until,
@@ -79,7 +79,7 @@ fn fold(id: Uuid, events: &[StoredEvent], until: Until) -> ApiResult<Option<Orde
 
 /// The answer for `order` (state of order `id`); `None` before it was placed. What every order
 /// command answers with, from the state dispatch hands back.
-pub(super) fn order_body(id: Uuid, order: &Order) -> Option<OrderBody> {
+pub(crate) fn order_body(id: Uuid, order: &Order) -> Option<OrderBody> {
     let (Some(user_id), Some(status), Some(stock), Some(payment), Some(total)) = (
         order.user_id(),
         order.status(),

@@ -70,16 +70,12 @@ impl From<StoredEvent> for HistoryEntry {
     }
 }
 
-/// The order's events and those of the payments and stock reservations it caused, in log order.
-#[utoipa::path(get, path = "/orders/{id}/history", tag = "orders", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = Data<Vec<HistoryEntry>>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn history(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
-) -> ApiResult<axum::Json<Data<Vec<HistoryEntry>>>> {
+/// Order `id`'s events and those of the payments and stock reservations it caused, in log
+/// order, and the customer who placed it (`None`: no such order).
+pub(crate) async fn order_events(
+    state: &AppState,
+    id: Uuid,
+) -> ApiResult<(Vec<StoredEvent>, Option<Uuid>)> {
     // The partial index of migration `20261125000011` covers exactly these referring types.
     let rows = state
         .log
@@ -98,6 +94,20 @@ pub(super) async fn history(
             Ok(OrderEvent::OrderPlaced { user_id, .. }) => Some(user_id),
             _ => None,
         });
+    Ok((rows, owner))
+}
+
+/// The order's events and those of the payments and stock reservations it caused, in log order.
+#[utoipa::path(get, path = "/orders/{id}/history", tag = "orders", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Data<Vec<HistoryEntry>>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Data<Vec<HistoryEntry>>>> {
+    let (rows, owner) = order_events(&state, id).await?;
     match owner {
         Some(owner) if visible_to(&caller, owner) => Ok(axum::Json(Data::new(
             rows.into_iter().map(Into::into).collect(),
