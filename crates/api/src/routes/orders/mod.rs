@@ -139,7 +139,8 @@ fn parse_status(text: &str) -> ApiResult<OrderStatus> {
 #[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])),
     params(ListQuery),
     responses((status = 200, body = Paginated<OrderBody>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
