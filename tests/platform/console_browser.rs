@@ -226,6 +226,13 @@ async fn operators_and_auditors_use_the_console_in_a_real_browser(
         .await
         .contains(&correlation[..13]));
     browser.screenshot("event-1280").await;
+    let event_path = browser
+        .client
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .to_owned();
 
     // The order's audit: the time control moves the as-of column; "now" stays.
     browser.goto(&format!("{base}/console/orders")).await;
@@ -298,6 +305,7 @@ async fn operators_and_auditors_use_the_console_in_a_real_browser(
     for (path, name) in [
         ("/console/projections", "projections-phone"),
         ("/console/events", "event-log-phone"),
+        (&event_path as &str, "event-phone"),
         (
             &format!("/console/orders/{order_id}") as &str,
             "order-audit-phone",
@@ -368,6 +376,19 @@ async fn operators_and_auditors_use_the_console_in_a_real_browser(
     .expect("row");
     assert!(started.is_none(), "no rebuild started");
     browser.screenshot("projections-auditor-1280").await;
+    browser
+        .client
+        .delete_all_cookies()
+        .await
+        .expect("signed out");
+    browser
+        .client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone size");
+    browser.goto(&format!("{base}/console/")).await;
+    browser.find("#login").await;
+    browser.screenshot("login-phone").await;
 
     browser.close().await;
     app.stop().await;
