@@ -653,3 +653,195 @@ async fn all_events_id(app: &TestApp, entry: &serde_json::Value) -> String {
     .expect("the event");
     id.to_string()
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_halted_consumer_shows_its_error_and_the_console_skips_it(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let app = TestApp::spawn(&c).await;
+    let admin = app.admin().await;
+    let auditor = app.auditor().await;
+    app.settle().await;
+    // An event no carts handler can read: the carts consumer halts on it.
+    let (tx, pos): (i64, i64) = sqlx::query_as(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata) VALUES ('Cart', $1, 1, 'CartMangled', '1.0', '{\"CartMangled\": {}}', \
+         '{\"actor\": \"test\", \"correlation_id\": \"poison\"}') \
+         RETURNING transaction_id::text::bigint, global_position",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .fetch_one(&app.pool)
+    .await
+    .expect("insert");
+    let poison = format!("{tx}.{pos}");
+
+    let mut console = Console::new(&app);
+    assert_eq!(console.sign_in(&admin.email, PASSWORD).await.status, 303);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let table = loop {
+        let table = console.get("/console/projections/table").await;
+        if table
+            .body
+            .contains("id=\"consumer-carts\" data-name=\"carts\" data-status=\"FAILED\"")
+        {
+            break table;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "carts never halted");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        table
+            .body
+            .contains(&format!("href=\"/console/events/{poison}\"")),
+        "the failed event is linked"
+    );
+    assert!(table
+        .body
+        .contains("data-action=\"retry\" data-name=\"carts\""));
+    assert!(table
+        .body
+        .contains("data-action=\"skip\" data-name=\"carts\""));
+    assert!(table
+        .body
+        .contains("hx-confirm=\"Skip the event carts halted on?"));
+    let header = console.get("/console/health").await;
+    assert!(header.body.contains("1 not LIVE"), "{}", header.body);
+    // An auditor sees the failure, not the buttons.
+    let mut reader = Console::new(&app);
+    assert_eq!(reader.sign_in(&auditor.email, PASSWORD).await.status, 303);
+    let seen = reader.get("/console/projections/table").await;
+    assert!(seen.body.contains("data-status=\"FAILED\""));
+    assert!(!seen.body.contains("data-action="));
+
+    // Retrying cannot help (the event stays unreadable); skipping passes over it, recorded.
+    let csrf = console.csrf().await;
+    let skipped = console
+        .post("/console/projections/carts/skip", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(skipped.status, 200);
+    assert!(
+        skipped.body.contains("Skip requested for carts"),
+        "{}",
+        skipped.body
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let table = console.get("/console/projections/table").await;
+        if table
+            .body
+            .contains("data-name=\"carts\" data-status=\"LIVE\" data-lag=\"0\"")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carts never resumed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let skips: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM consumer_skips WHERE consumer = 'carts'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(skips, 1, "the skip is recorded");
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_console_pages_the_log_and_erases_a_customer(_o: PgPoolOptions, c: PgConnectOptions) {
+    let app = TestApp::spawn(&c).await;
+    let admin = app.admin().await;
+    let customer = app.customer().await;
+    for i in 0..60 {
+        app.post(
+            "/api/v1/categories",
+            Some(&admin.token),
+            json!({"name": format!("Paged {i}")}),
+        )
+        .await
+        .expect(201);
+    }
+    app.settle().await;
+    let total = app.event_count().await;
+
+    let mut console = Console::new(&app);
+    assert_eq!(console.sign_in(&admin.email, PASSWORD).await.status, 303);
+    // Newest first, 50 a page, "older" links until the start: every event once.
+    let mut seen: Vec<String> = Vec::new();
+    let mut path = "/console/events".to_owned();
+    loop {
+        let page = console.get(&path).await;
+        assert_eq!(page.status, 200);
+        let mut rest = page.body.as_str();
+        while let Some(at) = rest.find("<tr data-position=\"") {
+            rest = &rest[at + 19..];
+            seen.push(rest.split('"').next().expect("position").to_owned());
+        }
+        match page.body.split("id=\"next-page\" href=\"").nth(1) {
+            Some(link) => path = link.split('"').next().expect("link").replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as i64, total, "every event once");
+    let mut sorted = seen.clone();
+    sorted.sort_by_key(|p| {
+        let (tx, pos) = p.split_once('.').expect("token");
+        (
+            tx.parse::<i64>().expect("tx"),
+            pos.parse::<i64>().expect("pos"),
+        )
+    });
+    sorted.reverse();
+    assert_eq!(seen, sorted, "newest first");
+    // Filtered by type and oldest first.
+    let categories = console
+        .get("/console/events?order=oldest&aggregate_type=Category&event_type=CategoryCreated")
+        .await;
+    assert_eq!(
+        categories
+            .body
+            .matches("data-event-type=\"CategoryCreated\"")
+            .count(),
+        50
+    );
+    assert!(!categories
+        .body
+        .contains("data-event-type=\"UserRegistered\""));
+
+    // Erasure from the console: confirmed in the page, refused without the token, then done.
+    let page = console
+        .get(&format!("/console/orders?user_id={}", customer.user_id))
+        .await;
+    assert!(page
+        .body
+        .contains("hx-confirm=\"Erase the personal data of customer"));
+    let refused = console
+        .post(&format!("/console/users/{}/erase", customer.user_id), &[])
+        .await;
+    assert_eq!(refused.status, 403);
+    let profile = app
+        .get("/api/v1/users/me", Some(&customer.token))
+        .await
+        .expect(200);
+    assert_ne!(profile.data()["email"], "[erased]");
+    let csrf = console.csrf().await;
+    let erased = console
+        .post(
+            &format!("/console/users/{}/erase", customer.user_id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(erased.status, 200);
+    assert!(erased.body.contains("erased"), "{}", erased.body);
+    let shown = app
+        .get(
+            &format!("/api/v1/users/{}", customer.user_id),
+            Some(&admin.token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(shown.data()["email"], "[erased]");
+    app.stop().await;
+}
