@@ -293,3 +293,76 @@ pub(crate) async fn verify_page(
         .await
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(postgres: Result<(), String>, rabbitmq: Result<(), String>) -> Reading {
+        Reading {
+            taken: Instant::now(),
+            relay_lag: Some(12),
+            appended_per_second: 3.5,
+            consumers: 10,
+            not_live: vec![("carts".to_owned(), "FAILED")],
+            postgres,
+            rabbitmq,
+        }
+    }
+
+    #[test]
+    fn the_header_says_what_is_down_and_behind() {
+        let html =
+            render(&reading(Ok(()), Err("connection refused".to_owned())), None).into_string();
+        assert!(
+            html.contains(r#"class="pill ok" data-check="postgres">postgres up"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                r#"class="pill bad" data-check="rabbitmq" title="connection refused">rabbitmq down"#
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"class="pill warn" data-lag="12">relay lag 12"#),
+            "{html}"
+        );
+        assert!(html.contains("3.5 events/s"), "{html}");
+        assert!(
+            html.contains(r#"data-count="1" title="carts: FAILED">1 not LIVE"#),
+            "{html}"
+        );
+        assert!(html.contains("log: verifying"), "{html}");
+        assert!(
+            html.contains(r#"hx-trigger="every 2s""#),
+            "it refreshes itself"
+        );
+    }
+
+    #[test]
+    fn a_log_that_does_not_verify_is_flagged() {
+        let broken = Verification {
+            verified_through: None,
+            seals_checked: 1,
+            events_sealed: 3,
+            events_unsealed: 0,
+            latest_seal: None,
+            first_mismatch: Some(verify::Mismatch {
+                position: commerce_event_store::Position::new(812, 40),
+                seal_id: Some(1),
+                kind: verify::MismatchKind::ContentChanged,
+            }),
+        };
+        let verified = Verified {
+            taken: Instant::now(),
+            at: Utc::now(),
+            outcome: Ok(broken),
+        };
+        let html = render(&reading(Ok(()), Ok(())), Some(&verified)).into_string();
+        assert!(
+            html.contains(r#"class="pill bad" id="verify" href="/console/verify" data-ok="false">log does NOT verify at 812.40"#),
+            "{html}"
+        );
+    }
+}

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::log::{correlation_link, event_link, short, stream_link};
 use super::page::{self, Nav};
-use super::session::{check_csrf, CsrfForm, Viewer};
+use super::session::{admin_action, CsrfForm, Viewer};
 use crate::context::RequestId;
 use crate::error::ApiError;
 use crate::routes::orders::as_of::{order_from_log, parse_as_of, Until};
@@ -349,6 +349,18 @@ async fn as_of_card(
     })
 }
 
+/// Order `id`'s audit, the instant `q` asks for, its step and the as-of column.
+async fn at_instant(
+    state: &AppState,
+    id: &str,
+    q: &AsOfQuery,
+) -> Result<(Audit, DateTime<Utc>, usize, Markup), ApiError> {
+    let audit = load(state, id).await?;
+    let (at, step) = audit.instant(q)?;
+    let card = as_of_card(state, &audit, at, step).await?;
+    Ok((audit, at, step, card))
+}
+
 /// `GET /console/orders/{id}`.
 pub(crate) async fn audit(
     State(state): State<AppState>,
@@ -359,13 +371,11 @@ pub(crate) async fn audit(
 ) -> Response {
     let q = query.map(|q| q.0).unwrap_or_default();
     let built = async {
-        let audit = load(&state, &id).await?;
-        let (at, step) = audit.instant(&q)?;
+        let (audit, at, step, card) = at_instant(&state, &id, &q).await?;
         let current: Option<OrderBody> = match read_model::get(&state.pool, audit.id).await? {
             Some(view) => Some(view.into()),
             None => order_from_log(&state, audit.id, Until::Version(i64::MAX)).await?,
         };
-        let card = as_of_card(&state, &audit, at, step).await?;
         Ok::<_, ApiError>((audit, at, step, current, card))
     }
     .await;
@@ -419,9 +429,7 @@ pub(crate) async fn as_of(
 ) -> Response {
     let q = query.map(|q| q.0).unwrap_or_default();
     let built = async {
-        let audit = load(&state, &id).await?;
-        let (at, step) = audit.instant(&q)?;
-        let card = as_of_card(&state, &audit, at, step).await?;
+        let (audit, _, step, card) = at_instant(&state, &id, &q).await?;
         Ok::<_, ApiError>(html! { (card) (timeline(&audit, step, true)) })
     }
     .await;
@@ -440,10 +448,8 @@ pub(crate) async fn erase(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let field = form.ok().and_then(|f| f.0.csrf);
     let done = async {
-        check_csrf(&viewer, &headers, field.as_deref())?;
-        viewer.require_admin()?;
+        admin_action(&viewer, &headers, form)?;
         let id = Uuid::parse_str(id.trim())
             .map_err(|_| ApiError::invalid_field("customer id", "must be a UUID"))?;
         crate::routes::users::erase(&state, &viewer.caller, &request_id, id).await?;

@@ -15,7 +15,7 @@ use commerce_projections::registry;
 use maud::{html, Markup};
 
 use super::page::{self, Nav};
-use super::session::{check_csrf, CsrfForm, Viewer};
+use super::session::{admin_action, CsrfForm, Viewer};
 use crate::error::ApiError;
 use crate::routes::admin::projections::{self as api, ProjectionBody};
 use crate::state::AppState;
@@ -174,10 +174,8 @@ pub(crate) async fn act(
     Path((name, action)): Path<(String, String)>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let field = form.ok().and_then(|f| f.0.csrf);
     let done = async {
-        check_csrf(&viewer, &headers, field.as_deref())?;
-        viewer.require_admin()?;
+        admin_action(&viewer, &headers, form)?;
         match action.as_str() {
             "rebuild" => {
                 let name = api::start_rebuild(&state, &name).await?;

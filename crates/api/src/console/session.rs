@@ -260,6 +260,18 @@ pub(crate) fn check_csrf(
     }
 }
 
+/// The checks of every admin action: the session's CSRF token (header or `csrf` form field),
+/// from the console's own origin, by an admin.
+pub(crate) fn admin_action(
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<(), ApiError> {
+    let field = form.ok().and_then(|f| f.0.csrf);
+    check_csrf(viewer, headers, field.as_deref())?;
+    viewer.require_admin()
+}
+
 /// Whether the browser says another site sent the request.
 fn from_elsewhere(headers: &HeaderMap) -> bool {
     let site = headers
