@@ -14,13 +14,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::process::{Child, Command};
 
 /// A second API instance: the real binary, `commerce api`, on the test's database and namespace.
-struct OtherApi {
-    base: String,
+pub(crate) struct OtherApi {
+    pub(crate) base: String,
     _child: Child,
 }
 
 impl OtherApi {
-    async fn start(app: &TestApp) -> Self {
+    pub(crate) async fn start(app: &TestApp) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())

@@ -845,3 +845,37 @@ async fn the_console_pages_the_log_and_erases_a_customer(_o: PgPoolOptions, c: P
     assert_eq!(shown.data()["email"], "[erased]");
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn commerce_api_serves_the_console_and_a_session_works_on_every_instance(
+    _o: PgPoolOptions,
+    c: PgConnectOptions,
+) {
+    let app = TestApp::spawn(&c).await;
+    let admin = app.admin().await;
+    let other = crate::api_own_writes::OtherApi::start(&app).await;
+    let mut console = Console::new(&app);
+    assert_eq!(console.sign_in(&admin.email, PASSWORD).await.status, 303);
+    // The same cookie, sent to the `commerce api` process behind the same address.
+    console.base = other.base.clone();
+    let page = console.get("/console/projections").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-role=\"admin\""));
+    let css = console.get("/console/assets/console.css").await;
+    assert_eq!(css.status, 200);
+    // Signing out on one instance ends the session on both.
+    let csrf = console.csrf().await;
+    let kept = console.cookies.clone();
+    assert_eq!(
+        console
+            .post("/console/logout", &[("csrf", &csrf)])
+            .await
+            .status,
+        303
+    );
+    // The old cookie, replayed on the other instance, opens nothing.
+    console.cookies = kept;
+    console.base = app.base.clone();
+    assert_eq!(console.get("/console/projections").await.status, 303);
+    app.stop().await;
+}
