@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use commerce_api::middleware::shared_limit::{RedisCheck, SharedBuckets};
 use commerce_api::{AppState, HealthCheck, OpsState};
 use commerce_commands::process::deadlines::DeadlineScheduler;
 use commerce_commands::process::order_fulfilment::OrderFulfilmentProcess;
@@ -118,6 +119,15 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
     if personal {
         settings.check_data_key()?;
     }
+    // Before anything is written: an unreachable Redis is a configuration error.
+    let shared_limits = match (&settings.redis_url, parts.api) {
+        (Some(url), true) => Some(Arc::new(
+            SharedBuckets::connect(url, &settings.broker.namespace)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        )),
+        _ => None,
+    };
     let pool = db::prepare(&settings.database_url, settings.max_db_connections).await?;
     let jwt_secret = match jwt_secret {
         Some(secret) => secret,
@@ -216,12 +226,16 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
 
     let mut api_addr = None;
     if parts.api {
+        let mut checks: Vec<Box<dyn HealthCheck>> = vec![
+            Box::new(PostgresCheck(pool.clone())),
+            Box::new(MigrationsCheck(pool.clone())),
+            Box::new(BrokerCheck::new(settings.broker.clone())),
+        ];
+        if let Some(shared) = &shared_limits {
+            checks.push(Box::new(RedisCheck(shared.clone())));
+        }
         let ops = OpsState {
-            checks: Arc::new(vec![
-                Box::new(PostgresCheck(pool.clone())),
-                Box::new(MigrationsCheck(pool.clone())),
-                Box::new(BrokerCheck::new(settings.broker.clone())),
-            ]),
+            checks: Arc::new(checks),
             // With METRICS_ADDR, /metrics is served there only.
             metrics: metrics.filter(|_| metrics_addr.is_none()),
         };
@@ -232,6 +246,9 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
             settings.api.clone(),
             ops,
         );
+        if let Some(shared) = shared_limits {
+            state.limiter.share_through(shared);
+        }
         let router = commerce_api::routes::router(state);
         api_addr = Some(
             listen(

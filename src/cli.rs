@@ -137,6 +137,11 @@ pub struct GlobalArgs {
     #[arg(long, env = "METRICS_ADDR", global = true)]
     pub metrics_addr: Option<String>,
 
+    /// Redis shared by every API instance for rate limits (e.g. `redis://127.0.0.1:6379`);
+    /// without it each instance limits on its own.
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
     /// `text` or `json` (one JSON object per line).
     #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
     pub log_format: String,

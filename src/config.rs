@@ -43,6 +43,8 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     /// Sender address of email notifications.
     pub smtp_from: String,
+    /// Redis of shared rate limits (may hold a password: never log it).
+    pub redis_url: Option<String>,
     /// Token signing key (a secret: never log it); checked by [`Settings::jwt_secret`].
     jwt_secret: Option<String>,
     /// The master key of personal data (its `Debug` hides it); see [`Settings::keyring`].
@@ -131,6 +133,7 @@ impl Settings {
             relay_poll_interval: Duration::from_millis(10),
             payment_timeout,
             smtp_url: args.smtp_url.clone().filter(|u| !u.trim().is_empty()),
+            redis_url: args.redis_url.clone().filter(|u| !u.trim().is_empty()),
             smtp_from: args.smtp_from.clone(),
             jwt_secret: args.jwt_secret.clone().filter(|s| !s.is_empty()),
             data_key: args

@@ -21,11 +21,16 @@ pub(crate) struct OtherApi {
 
 impl OtherApi {
     pub(crate) async fn start(app: &TestApp) -> Self {
+        Self::start_with(app, "100000", "100000", &[]).await
+    }
+
+    /// `commerce api` with rate limit `rate` per second, bursts of `burst`, and `extra` flags.
+    pub(crate) async fn start_with(app: &TestApp, rate: &str, burst: &str, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_commerce"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_commerce"))
             .args([
                 "--database-url",
                 &app.settings.database_url,
@@ -40,11 +45,12 @@ impl OtherApi {
                 "--password-memory-kib",
                 "1024",
                 "--rate-limit",
-                "100000",
+                rate,
                 "--rate-burst",
-                "100000",
-                "api",
+                burst,
             ])
+            .args(extra)
+            .arg("api")
             .env("JWT_SECRET", support::JWT_SECRET)
             .env("DATA_KEY", support::DATA_KEY)
             .stdout(Stdio::null())
@@ -58,6 +64,9 @@ impl OtherApi {
             let ready = app.client.get(format!("{base}/ready")).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {
                 break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the second API exited while starting: {status}");
             }
             assert!(Instant::now() < deadline, "the second API never got ready");
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -37,5 +37,6 @@ mod console_browser;
 mod console_http;
 mod e2e_journey;
 mod first_start;
+mod scale_redis;
 mod serve;
 mod store_outage;

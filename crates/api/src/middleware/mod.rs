@@ -7,6 +7,7 @@
 //! - [`metrics`]: request count, errors and latency per route.
 //! - [`security`]: security headers on every response.
 //! - [`rate_limit`]: per-client token buckets with `X-RateLimit-*` and `Retry-After`.
+//! - [`shared_limit`]: the same buckets shared by every instance through Redis.
 //! - [`client_ip`]: the client address, trusting `X-Forwarded-For` only from configured proxies.
 
 pub mod client_ip;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod request_id;
 pub mod security;
+pub mod shared_limit;
 
 use std::time::Instant;
 
@@ -70,7 +72,8 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
 /// The inner layer: the client's rate limit (429 with `Retry-After` when spent; `X-RateLimit-*`
 /// on every answer), then the request's time limit (503 when it runs out).
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let (refusal, limits) = rate_limit::check(&state, &req);
+    let client = rate_limit::client_of(&req);
+    let (refusal, limits) = rate_limit::check(&state, client).await;
     let mut response = match refusal {
         Some(refusal) => refusal,
         None => match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {

@@ -3,11 +3,13 @@
 //! `X-RateLimit-Remaining` (whole requests left in the bucket) and `X-RateLimit-Reset` (seconds
 //! until the bucket is full again); a refused request is a 429 with `Retry-After`.
 //!
-//! Buckets live in this process: behind a load balancer each API instance limits on its own.
+//! Without Redis, buckets live in this process: behind a load balancer each API instance limits
+//! on its own. With `REDIS_URL`, every instance takes from the same buckets
+//! ([`super::shared_limit`]), and falls back to its own while Redis does not answer.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -16,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::middleware::client_ip::ClientIp;
+use crate::middleware::shared_limit::SharedBuckets;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +33,7 @@ pub struct RateLimiter {
     rate: f64,
     burst: f64,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    shared: OnceLock<std::sync::Arc<SharedBuckets>>,
 }
 
 /// The outcome of one request's check.
@@ -52,7 +56,32 @@ impl RateLimiter {
             rate: f64::from(rate.max(1)),
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Shares the buckets with every instance through `shared` from now on.
+    pub fn share_through(&self, shared: std::sync::Arc<SharedBuckets>) {
+        if self.shared.set(shared).is_err() {
+            tracing::warn!("the rate limiter was already shared; the second Redis is ignored");
+        }
+    }
+
+    /// The shared buckets, when configured.
+    pub fn shared(&self) -> Option<&SharedBuckets> {
+        self.shared.get().map(|s| &**s)
+    }
+
+    /// Takes one request from `client`'s bucket: the shared one when Redis answers, else this
+    /// process's own.
+    pub async fn take(&self, client: IpAddr) -> Decision {
+        if let Some(shared) = self.shared.get() {
+            if let Some((allowed, tokens)) = shared.take(client, self.rate, self.burst).await {
+                return self.decision(allowed, tokens);
+            }
+            metrics::counter!("rate_limit_local_fallbacks_total").increment(1);
+        }
+        self.check(client, Instant::now())
     }
 
     /// Takes one request from `client`'s bucket at `now`.
@@ -78,6 +107,12 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
         }
         let tokens = bucket.tokens;
+        drop(buckets);
+        self.decision(allowed, tokens)
+    }
+
+    /// The answer for a bucket holding `tokens` after the request (`allowed` or not).
+    fn decision(&self, allowed: bool, tokens: f64) -> Decision {
         Decision {
             allowed,
             remaining: tokens.floor() as u64,
@@ -96,17 +131,20 @@ impl RateLimiter {
     }
 }
 
+/// The client address `req` comes from (assigned by the outer layer).
+pub(super) fn client_of(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ClientIp>()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |c| c.0)
+}
+
 /// Takes one request from the client's bucket: the refusal to answer instead, if any, and the
 /// headers every response carries.
-pub(super) fn check(
+pub(super) async fn check(
     state: &AppState,
-    req: &Request,
+    client: IpAddr,
 ) -> (Option<Response>, [(&'static str, HeaderValue); 3]) {
-    let client = req
-        .extensions()
-        .get::<ClientIp>()
-        .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |c| c.0);
-    let decision = state.limiter.check(client, Instant::now());
+    let decision = state.limiter.take(client).await;
     let refusal = (!decision.allowed).then(|| {
         ApiError::TooManyRequests {
             retry_after: decision.retry_after_secs,

@@ -10,6 +10,8 @@
 //!   `consumer_state{consumer,state}`: how far the relay and every consumer trail the log
 //!   (refreshed every few seconds by the `serve` process).
 //! - `projection_rebuilds_total{projection,outcome}`: rebuilds started from `/admin`.
+//! - `rate_limit_shared` (1 while Redis holds the buckets, 0 while this process limits on its
+//!   own), `rate_limit_local_fallbacks_total`: shared rate limits (`REDIS_URL`).
 //!
 //! Every `*_seconds` histogram is exported with buckets (see the binary's telemetry setup).
 
@@ -30,6 +32,11 @@ pub trait HealthCheck: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// `Err` with a short reason when the dependency is not usable.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// Whether the API is not ready without it; a failing non-critical check is reported as
+    /// `degraded` and `/ready` stays 200 (Redis: limits fall back to per-process buckets).
+    fn critical(&self) -> bool {
+        true
+    }
 }
 
 /// What the operations endpoints need.
@@ -79,16 +86,19 @@ async fn ready(State(state): State<OpsState>) -> Response {
         let result = tokio::time::timeout(std::time::Duration::from_secs(3), c.check())
             .await
             .unwrap_or_else(|_| Err("timed out".to_owned()));
-        (c.name(), result)
+        (c.name(), c.critical(), result)
     }))
     .await;
-    let ok = results.iter().all(|(_, r)| r.is_ok());
+    let ok = results
+        .iter()
+        .all(|(_, critical, r)| r.is_ok() || !critical);
     let checks: serde_json::Map<_, _> = results
         .into_iter()
-        .map(|(name, r)| {
+        .map(|(name, critical, r)| {
             let v = match r {
                 Ok(()) => json!({"status": "ok"}),
-                Err(reason) => json!({"status": "down", "reason": reason}),
+                Err(reason) if critical => json!({"status": "down", "reason": reason}),
+                Err(reason) => json!({"status": "degraded", "reason": reason}),
             };
             (name.to_owned(), v)
         })
