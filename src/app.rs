@@ -208,14 +208,6 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
         }
     }
 
-    if parts.api {
-        tasks.spawn(export_consumer_metrics(
-            pool.clone(),
-            settings.broker.namespace.clone(),
-            shutdown.clone(),
-        ));
-    }
-
     let metrics_addr = match (&settings.metrics_addr, &metrics) {
         (Some(address), Some(handle)) => {
             let router = commerce_api::routes::ops::metrics_router(handle.clone());
@@ -246,6 +238,12 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
             settings.api.clone(),
             ops,
         );
+        tasks.spawn(export_consumer_metrics(
+            pool.clone(),
+            settings.broker.namespace.clone(),
+            state.ops.checks.clone(),
+            shutdown.clone(),
+        ));
         if let Some(shared) = shared_limits {
             state.limiter.share_through(shared);
         }
@@ -295,10 +293,33 @@ async fn listen(
 }
 
 /// Publishes every consumer's position, lag and state, and the relay's lag, as Prometheus gauges
-/// (the same numbers as `projections status`), every few seconds.
-async fn export_consumer_metrics(pool: PgPool, namespace: String, shutdown: CancellationToken) {
+/// (the same numbers as `projections status`), the saga's pending deadlines, and what `/ready`
+/// would answer (`ready`, `ready_check_up{check}`), every few seconds.
+async fn export_consumer_metrics(
+    pool: PgPool,
+    namespace: String,
+    checks: Arc<Vec<Box<dyn HealthCheck>>>,
+    shutdown: CancellationToken,
+) {
     use commerce_event_store::{checkpoint, relay, LogReader};
     loop {
+        let mut ready = true;
+        for check in checks.iter() {
+            let up = tokio::time::timeout(Duration::from_secs(3), check.check())
+                .await
+                .is_ok_and(|r| r.is_ok());
+            ready &= up || !check.critical();
+            metrics::gauge!("ready_check_up", "check" => check.name()).set(f64::from(u8::from(up)));
+        }
+        metrics::gauge!("ready").set(f64::from(u8::from(ready)));
+        let pending: Result<i64, _> = sqlx::query_scalar(
+            "SELECT count(*) FROM process.deadlines WHERE fired_at IS NULL AND cancelled_at IS NULL",
+        )
+        .fetch_one(&pool)
+        .await;
+        if let Ok(pending) = pending {
+            metrics::gauge!("saga_deadlines_pending").set(pending as f64);
+        }
         match checkpoint::consumer_statuses(&pool).await {
             Ok(statuses) => {
                 for s in statuses {

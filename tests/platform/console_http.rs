@@ -621,6 +621,9 @@ async fn the_log_api_pages_newest_first_and_finds_events_by_id_and_cause(
         .await
         .expect(200);
     assert_eq!(mine.body["data"][0]["id"], order["id"]);
+    app.get("/api/v1/orders?email=", Some(&admin.token))
+        .await
+        .expect(400);
     let nobody = app
         .get(
             "/api/v1/orders?email=nobody%40example.com",

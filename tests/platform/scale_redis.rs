@@ -17,13 +17,13 @@ use crate::api_own_writes::OtherApi;
 use crate::support::TestApp;
 
 /// A private Redis server.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     port: u16,
     child: Option<Child>,
 }
 
 impl PrivateRedis {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -33,7 +33,7 @@ impl PrivateRedis {
         redis
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 

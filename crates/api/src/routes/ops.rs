@@ -10,6 +10,8 @@
 //!   `consumer_state{consumer,state}`: how far the relay and every consumer trail the log
 //!   (refreshed every few seconds by the `serve` process).
 //! - `projection_rebuilds_total{projection,outcome}`: rebuilds started from `/admin`.
+//! - `ready` (1 when `/ready` would answer 200), `ready_check_up{check}`,
+//!   `saga_deadlines_pending`: refreshed every few seconds by every API process.
 //! - `rate_limit_shared` (1 while Redis holds the buckets, 0 while this process limits on its
 //!   own), `rate_limit_local_fallbacks_total`: shared rate limits (`REDIS_URL`).
 //!

@@ -154,6 +154,12 @@ async fn list(
     .page()?;
     let status = q.status.as_deref().map(parse_status).transpose()?;
     let user_id = if let Some(email) = q.email.as_deref() {
+        if email.is_empty() || email.chars().count() > 254 {
+            return Err(ApiError::invalid_field(
+                "email",
+                "must be 1 to 254 characters",
+            ));
+        }
         caller.require_admin()?;
         match crate::routes::auth::find_by_email(&state, email.trim()).await? {
             Some((id, _)) if q.user_id.is_none_or(|u| u == id) => Some(id),
