@@ -37,6 +37,7 @@ mod console_browser;
 mod console_http;
 mod e2e_journey;
 mod first_start;
+mod k8s_manifests;
 mod observability;
 mod scale_redis;
 mod serve;
