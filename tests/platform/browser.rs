@@ -14,10 +14,23 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-/// A browser window, and the driver behind it (killed on drop).
+/// A browser window, and the driver behind it; both killed on drop, even when a test fails.
 pub(crate) struct Browser {
     pub(crate) client: Client,
     driver: Child,
+    /// The browser's own profile folder: what tells its processes apart from others'.
+    profile: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // A killed chromedriver leaves its chromium behind: end every process of this profile.
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(self.profile.as_os_str())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 fn free_port() -> u16 {
@@ -46,11 +59,16 @@ impl Browser {
             });
         let url = format!("http://127.0.0.1:{port}");
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let profile = std::env::temp_dir().join(format!(
+            "commerce-console-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let caps: serde_json::Map<String, Value> = json!({
             "goog:chromeOptions": {
                 "binary": binary,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--hide-scrollbars",
+                         format!("--user-data-dir={}", profile.display()),
                          format!("--window-size={width},{height}")],
             }
         })
@@ -75,7 +93,11 @@ impl Browser {
             .set_window_size(width, height)
             .await
             .expect("window size");
-        Self { client, driver }
+        Self {
+            client,
+            driver,
+            profile,
+        }
     }
 
     pub(crate) async fn goto(&self, url: &str) {
