@@ -304,12 +304,10 @@ async fn export_consumer_metrics(
     use commerce_event_store::{checkpoint, relay, LogReader};
     loop {
         let mut ready = true;
-        for check in checks.iter() {
-            let up = tokio::time::timeout(Duration::from_secs(3), check.check())
-                .await
-                .is_ok_and(|r| r.is_ok());
-            ready &= up || !check.critical();
-            metrics::gauge!("ready_check_up", "check" => check.name()).set(f64::from(u8::from(up)));
+        for (name, critical, result) in commerce_api::routes::ops::run_checks(&checks).await {
+            let up = result.is_ok();
+            ready &= up || !critical;
+            metrics::gauge!("ready_check_up", "check" => name).set(f64::from(u8::from(up)));
         }
         metrics::gauge!("ready").set(f64::from(u8::from(ready)));
         let pending: Result<i64, _> = sqlx::query_scalar(

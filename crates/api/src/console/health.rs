@@ -71,20 +71,12 @@ impl ConsoleCache {
 }
 
 async fn read(state: &AppState) -> Reading {
-    let checks = futures::future::join_all(state.ops.checks.iter().map(|c| async move {
-        let result = tokio::time::timeout(Duration::from_secs(2), c.check())
-            .await
-            .unwrap_or_else(|_| Err("timed out".to_owned()));
-        (c.name(), result)
-    }))
-    .await;
+    let checks = crate::routes::ops::run_checks(&state.ops.checks).await;
     let check = |name: &str| {
-        checks
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(Err("not checked by this process".to_owned()), |(_, r)| {
-                r.clone()
-            })
+        checks.iter().find(|(n, _, _)| *n == name).map_or(
+            Err("not checked by this process".to_owned()),
+            |(_, _, r)| r.clone(),
+        )
     };
     let postgres = check("postgres");
     let (consumers, not_live) = match checkpoint::consumer_statuses(&state.pool).await {

@@ -149,8 +149,7 @@ async fn viewer(parts: &Parts, state: &AppState) -> Result<Viewer, NoViewer> {
         .load::<User>(&user_id.to_string())
         .await
         .map_err(|e| NoViewer::Failed(e.into()))?;
-    let allowed = user.roles().contains(&Role::Admin) || user.roles().contains(&Role::Auditor);
-    if !(user.is_active() && allowed) {
+    if !(user.is_active() && may_use_console(&user)) {
         end(state, token).await;
         return Err(NoViewer::Refused);
     }
@@ -330,7 +329,20 @@ fn destination(next: Option<&str>) -> String {
     }
 }
 
-fn login_form(status: StatusCode, message: Option<(&str, bool)>, next: &str) -> Response {
+/// Admins and auditors use the console; customers do not.
+fn may_use_console(user: &User) -> bool {
+    user.roles().contains(&Role::Admin) || user.roles().contains(&Role::Auditor)
+}
+
+/// What a refused sign-in says, whatever the reason (as the API's 401).
+const WRONG_CREDENTIALS: &str = "Wrong email or password, or the account is deactivated.";
+
+fn login_form(
+    request: &HeaderMap,
+    status: StatusCode,
+    message: Option<(&str, bool)>,
+    next: &str,
+) -> Response {
     let token = random_token();
     let form = html! {
         (DOCTYPE)
@@ -360,10 +372,9 @@ fn login_form(status: StatusCode, message: Option<(&str, bool)>, next: &str) -> 
         }
     };
     let mut response = (status, form).into_response();
-    let headers = HeaderMap::new();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(&headers, LOGIN_COOKIE, &token, Duration::from_secs(600)),
+        set_cookie(request, LOGIN_COOKIE, &token, Duration::from_secs(600)),
     );
     response
 }
@@ -371,6 +382,7 @@ fn login_form(status: StatusCode, message: Option<(&str, bool)>, next: &str) -> 
 /// `GET /console/login`.
 pub(crate) async fn login_page(
     viewer: MaybeViewer,
+    headers: HeaderMap,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Response {
     let query = query.map(|q| q.0).unwrap_or_default();
@@ -387,7 +399,7 @@ pub(crate) async fn login_page(
         _ => None,
     };
     let next = destination(query.next.as_deref());
-    login_form(StatusCode::OK, message, &next)
+    login_form(&headers, StatusCode::OK, message, &next)
 }
 
 /// `POST /console/login`.
@@ -398,6 +410,7 @@ pub(crate) async fn login(
 ) -> Response {
     let Ok(Form(form)) = form else {
         return login_form(
+            &headers,
             StatusCode::BAD_REQUEST,
             Some(("The sign-in form arrived malformed; try again.", true)),
             "/console/projections",
@@ -407,6 +420,7 @@ pub(crate) async fn login(
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if from_elsewhere(&headers) || expected.is_empty() || !same(expected, &form.csrf) {
         return login_form(
+            &headers,
             StatusCode::FORBIDDEN,
             Some((
                 "This sign-in form expired or was not sent by the console; sign in again.",
@@ -420,31 +434,28 @@ pub(crate) async fn login(
             Ok(user) => user,
             Err(ApiError::Unauthorized(_)) => {
                 return login_form(
+                    &headers,
                     StatusCode::UNAUTHORIZED,
-                    Some((
-                        "Wrong email or password, or the account is deactivated.",
-                        true,
-                    )),
+                    Some((WRONG_CREDENTIALS, true)),
                     &next,
                 )
             }
             Err(error) => {
                 let text = page::explain(&error);
-                return login_form(error.status(), Some((&text, true)), &next);
+                return login_form(&headers, error.status(), Some((&text, true)), &next);
             }
         };
     let Some(user_id) = user.user_id() else {
         return login_form(
+            &headers,
             StatusCode::UNAUTHORIZED,
-            Some((
-                "Wrong email or password, or the account is deactivated.",
-                true,
-            )),
+            Some((WRONG_CREDENTIALS, true)),
             &next,
         );
     };
-    if !(user.roles().contains(&Role::Admin) || user.roles().contains(&Role::Auditor)) {
+    if !may_use_console(&user) {
         return login_form(
+            &headers,
             StatusCode::FORBIDDEN,
             Some((
                 "The console is for admins and auditors; this account is neither.",
@@ -457,7 +468,12 @@ pub(crate) async fn login(
     let created = start(&state, user_id, &token).await;
     if let Err(error) = created {
         let text = page::explain(&error);
-        return login_form(StatusCode::SERVICE_UNAVAILABLE, Some((&text, true)), &next);
+        return login_form(
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some((&text, true)),
+            &next,
+        );
     }
     tracing::info!(user_id = %user_id, "console sign-in");
     let mut response = Redirect::to(&next).into_response();

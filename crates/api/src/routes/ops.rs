@@ -83,14 +83,22 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn ready(State(state): State<OpsState>) -> Response {
-    let results = join_all(state.checks.iter().map(|c| async move {
+/// Runs every check at once, each bounded to 3 s: name, whether it is critical, outcome. What
+/// `/ready` answers, the console's health header shows and the `ready` gauges export.
+pub async fn run_checks(
+    checks: &[Box<dyn HealthCheck>],
+) -> Vec<(&'static str, bool, Result<(), String>)> {
+    join_all(checks.iter().map(|c| async move {
         let result = tokio::time::timeout(std::time::Duration::from_secs(3), c.check())
             .await
             .unwrap_or_else(|_| Err("timed out".to_owned()));
         (c.name(), c.critical(), result)
     }))
-    .await;
+    .await
+}
+
+async fn ready(State(state): State<OpsState>) -> Response {
+    let results = run_checks(&state.checks).await;
     let ok = results
         .iter()
         .all(|(_, critical, r)| r.is_ok() || !critical);
