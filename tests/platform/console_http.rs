@@ -812,6 +812,23 @@ async fn the_console_pages_the_log_and_erases_a_customer(_o: PgPoolOptions, c: P
     assert!(!categories
         .body
         .contains("data-event-type=\"UserRegistered\""));
+    // A time range as a datetime-local field sends it (no offset: UTC).
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M");
+    let none = console.get(&format!("/console/events?from={later}")).await;
+    assert_eq!(none.status, 200);
+    assert!(none.body.contains("No event matches."), "{}", none.body);
+    let until_now = console
+        .get(&format!(
+            "/console/events?order=oldest&aggregate_type=Category&from=2000-01-01T00:00&to={later}"
+        ))
+        .await;
+    assert_eq!(
+        until_now
+            .body
+            .matches("data-event-type=\"CategoryCreated\"")
+            .count(),
+        50
+    );
 
     // Erasure from the console: confirmed in the page, refused without the token, then done.
     let page = console
