@@ -40,6 +40,17 @@ pub struct Parts {
     pub process: bool,
     /// Run only this projection (`project --only NAME`).
     pub only: Option<String>,
+    /// Run `only` as partitions (`project --only NAME --partitions N [--partition K]`).
+    pub partitions: Option<Partitions>,
+}
+
+/// Which partitions of a projection a process runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partitions {
+    /// How many partitions the projection runs as.
+    pub count: u32,
+    /// The ones this process runs; empty: all of them.
+    pub indexes: Vec<u32>,
 }
 
 impl Parts {
@@ -51,6 +62,7 @@ impl Parts {
         projections: true,
         process: true,
         only: None,
+        partitions: None,
     };
     /// Nothing; combine with struct update syntax.
     pub const NONE: Self = Self {
@@ -60,6 +72,7 @@ impl Parts {
         projections: false,
         process: false,
         only: None,
+        partitions: None,
     };
 }
 
@@ -164,14 +177,34 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningA
     }
 
     if parts.projections {
-        commerce_projections::registry::spawn(
-            &mut tasks,
-            &pool,
-            privacy.as_ref(),
-            &settings.broker,
-            parts.only.as_deref(),
-            &shutdown,
-        )?;
+        match (&parts.partitions, parts.only.as_deref()) {
+            (Some(partitions), Some(name)) => {
+                let indexes: Vec<u32> = if partitions.indexes.is_empty() {
+                    (0..partitions.count).collect()
+                } else {
+                    partitions.indexes.clone()
+                };
+                commerce_projections::registry::spawn_partitions(
+                    &mut tasks,
+                    &pool,
+                    privacy.as_ref(),
+                    &settings.broker,
+                    name,
+                    partitions.count,
+                    &indexes,
+                    &shutdown,
+                )
+                .await?;
+            }
+            _ => commerce_projections::registry::spawn(
+                &mut tasks,
+                &pool,
+                privacy.as_ref(),
+                &settings.broker,
+                parts.only.as_deref(),
+                &shutdown,
+            )?,
+        }
     }
 
     // One dispatcher for the API and the process managers of this process: one aggregate cache,
@@ -328,7 +361,7 @@ async fn export_consumer_metrics(
                         .set(s.lag_seconds);
                     metrics::gauge!("consumer_position", "consumer" => name.clone())
                         .set(s.position.global_position as f64);
-                    for state in ["CATCHING_UP", "LIVE", "REBUILDING", "FAILED"] {
+                    for state in ["CATCHING_UP", "LIVE", "REBUILDING", "FAILED", "PARTITIONED"] {
                         let value = if s.status.as_str() == state { 1.0 } else { 0.0 };
                         metrics::gauge!("consumer_state", "consumer" => name.clone(), "state" => state).set(value);
                     }

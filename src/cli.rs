@@ -163,6 +163,16 @@ pub enum Command {
         /// Run only this projection.
         #[arg(long)]
         only: Option<String>,
+        /// Run it as this many partitions by aggregate id, spread by RabbitMQ's consistent-hash
+        /// exchange (2 to 64; omit for one consumer). Every process running a partition of it
+        /// must give the same number.
+        #[arg(long, requires = "only", value_parser = clap::value_parser!(u32).range(2..=64))]
+        partitions: Option<u32>,
+        /// Which of the partitions this process runs, 0 to N-1 (repeat the flag or separate
+        /// with commas); all of them by default. A partition run by two processes has one
+        /// active consumer and one standby.
+        #[arg(long, requires = "partitions", value_delimiter = ',')]
+        partition: Vec<u32>,
     },
     /// Only the process managers (sagas) and their deadlines.
     Process,

@@ -3,10 +3,13 @@
 //! Every exchange and queue is prefixed by a namespace (`<ns>.events`, `<ns>.<consumer>`), so
 //! several deployments, or parallel tests, share one broker without seeing each other.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
+use crate::relay::POSITION_MARKER_KEY;
 use crate::BrokerError;
 
 /// How to reach the broker and which namespace to use.
@@ -144,6 +147,125 @@ impl BrokerConfig {
         }
         Ok(queue)
     }
+}
+
+impl BrokerConfig {
+    /// The consistent-hash exchange that spreads a partitioned consumer's events over its
+    /// partition queues by aggregate id: `<ns>.<name>.partitions`.
+    pub fn partition_exchange(&self, consumer: &str) -> String {
+        format!("{}.{consumer}.partitions", self.namespace)
+    }
+
+    /// Declares the topology of consumer `base` run as `count` partitions (idempotent, but run
+    /// once per group: RabbitMQ numbers a consistent-hash exchange's buckets in the order its
+    /// queues were bound). `<ns>.events` feeds the consistent-hash exchange through `bindings`;
+    /// the exchange hashes each message's `aggregate_id` header (the relay sets it) onto one of
+    /// the queues `<ns>.<base>.p<k>`, each bound with weight 1, so every event of an aggregate
+    /// reaches the same partition, in the relay's order. The relay's position markers go to
+    /// every partition queue directly.
+    pub async fn declare_partitions(
+        &self,
+        channel: &Channel,
+        base: &str,
+        count: u32,
+        bindings: &[String],
+    ) -> Result<(), BrokerError> {
+        self.declare_exchange(channel).await?;
+        let exchange = self.partition_exchange(base);
+        let mut args = FieldTable::default();
+        args.insert(
+            "hash-header".into(),
+            AMQPValue::LongString(PARTITION_KEY_HEADER.into()),
+        );
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Custom("x-consistent-hash".into()),
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                args,
+            )
+            .await
+            .map_err(|e| {
+                if e.to_string().contains("exchange type") {
+                    BrokerError::Unsupported(
+                        "RabbitMQ has no x-consistent-hash exchange: enable the plugin with \
+                         `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange`"
+                            .to_owned(),
+                    )
+                } else {
+                    BrokerError::Amqp(e)
+                }
+            })?;
+        for key in bindings {
+            channel
+                .exchange_bind(
+                    exchange.as_str().into(),
+                    self.exchange().into(),
+                    key.as_str().into(),
+                    ExchangeBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        for index in 0..count {
+            let queue = self
+                .declare_consumer_queue(
+                    channel,
+                    &partition_name(base, index),
+                    &[POSITION_MARKER_KEY.to_owned()],
+                )
+                .await?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    "1".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Messages waiting in a consumer's queue, or `None` when the queue does not exist. Uses a
+    /// channel of its own: asking about a missing queue closes the channel it is asked on.
+    pub async fn queue_backlog(
+        &self,
+        connection: &Connection,
+        consumer: &str,
+    ) -> Result<Option<u32>, BrokerError> {
+        let channel = connection.create_channel().await?;
+        let asked = channel
+            .queue_declare(
+                self.queue(consumer).as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match asked {
+            Ok(queue) => {
+                let _ = channel.close(200, "asked".into()).await;
+                Ok(Some(queue.message_count()))
+            }
+            Err(e) if e.to_string().contains("NOT_FOUND") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The header the consistent-hash exchange of a partitioned consumer hashes.
+pub const PARTITION_KEY_HEADER: &str = "aggregate_id";
+
+/// The checkpoint and queue name of partition `index` of consumer `base`: `<base>.p<index>`.
+pub fn partition_name(base: &str, index: u32) -> String {
+    format!("{base}.p{index}")
 }
 
 /// `host:port/vhost` of an AMQP URL, without credentials, for messages and logs.

@@ -23,6 +23,9 @@ pub enum ConsumerState {
     Rebuilding,
     /// Halted on an event it cannot apply.
     Failed,
+    /// Run as partitions, each with a row of its own: this row only names the group, and
+    /// shows the position of its furthest-behind partition.
+    Partitioned,
 }
 
 impl ConsumerState {
@@ -33,6 +36,7 @@ impl ConsumerState {
             Self::Live => "LIVE",
             Self::Rebuilding => "REBUILDING",
             Self::Failed => "FAILED",
+            Self::Partitioned => "PARTITIONED",
         }
     }
 
@@ -41,6 +45,7 @@ impl ConsumerState {
             "LIVE" => Self::Live,
             "REBUILDING" => Self::Rebuilding,
             "FAILED" => Self::Failed,
+            "PARTITIONED" => Self::Partitioned,
             _ => Self::CatchingUp,
         }
     }
@@ -72,6 +77,12 @@ pub struct ConsumerStatus {
     pub duplicates_ignored: i64,
     /// While a rebuild runs: events replayed so far and the log's size when it started.
     pub rebuild: Option<RebuildProgress>,
+    /// For a partitioned consumer's own row: how many partitions it runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    /// For a partition's row: the consumer it is a partition of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
     /// Last change of its row.
     pub updated_at: DateTime<Utc>,
 }
@@ -136,15 +147,23 @@ pub(crate) async fn position(pool: &PgPool, name: &str) -> Result<Position, sqlx
     Ok(Position::new(tx, pos))
 }
 
-/// Locks the row for the rest of `conn`'s transaction and returns the cursor.
-pub(crate) async fn lock(conn: &mut PgConnection, name: &str) -> Result<Position, sqlx::Error> {
-    let (tx, pos): (i64, i64) = sqlx::query_as(
-        "SELECT transaction_id, global_position FROM consumer_checkpoints WHERE name = $1 FOR UPDATE",
+/// Locks the row for the rest of `conn`'s transaction and returns the cursor, and the number of
+/// partitions when the consumer has been split into partitions (its row is no longer a cursor).
+pub(crate) async fn lock(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<(Position, Option<u32>), sqlx::Error> {
+    let (tx, pos, partitions): (i64, i64, Option<i32>) = sqlx::query_as(
+        "SELECT transaction_id, global_position, partitions FROM consumer_checkpoints \
+         WHERE name = $1 FOR UPDATE",
     )
     .bind(name)
     .fetch_one(conn)
     .await?;
-    Ok(Position::new(tx, pos))
+    Ok((
+        Position::new(tx, pos),
+        partitions.and_then(|n| u32::try_from(n).ok()),
+    ))
 }
 
 /// Moves the cursor forward to `to`, counting `applied` events. Never backwards: a run of
@@ -195,7 +214,8 @@ pub(crate) async fn count_duplicates(
     Ok(())
 }
 
-/// Sets the state, unless the consumer is halted (only an operator's action clears `FAILED`).
+/// Sets the state, unless the consumer is halted (only an operator's action clears `FAILED`) or
+/// split into partitions (for good).
 pub(crate) async fn set_state(
     pool: &PgPool,
     name: &str,
@@ -203,10 +223,65 @@ pub(crate) async fn set_state(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE consumer_checkpoints SET status = $2, updated_at = now() \
-         WHERE name = $1 AND status <> 'FAILED'",
+         WHERE name = $1 AND status NOT IN ('FAILED', 'PARTITIONED')",
     )
     .bind(name)
     .bind(state.as_str())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Splits consumer `base` (whose row the caller's transaction has locked) into `count`
+/// partitions `<base>.p<k>`, each starting at `cursor`, the position the consumer has applied
+/// everything up to. A partition row left from an earlier split is reset.
+pub(crate) async fn split(
+    conn: &mut PgConnection,
+    base: &str,
+    count: u32,
+    cursor: Position,
+) -> Result<(), sqlx::Error> {
+    let names: Vec<String> = (0..count)
+        .map(|k| crate::broker::partition_name(base, k))
+        .collect();
+    let indexes: Vec<i32> = (0..count).filter_map(|k| i32::try_from(k).ok()).collect();
+    sqlx::query(
+        "INSERT INTO consumer_checkpoints (name, transaction_id, global_position, status, \
+             partition_of, partition_index) \
+         SELECT n, $2, $3, 'CATCHING_UP', $1, k FROM unnest($4::text[], $5::int[]) AS p(n, k) \
+         ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
+             global_position = EXCLUDED.global_position, status = 'CATCHING_UP', \
+             partition_of = EXCLUDED.partition_of, partition_index = EXCLUDED.partition_index, \
+             last_error = NULL, failed_transaction_id = NULL, failed_position = NULL, \
+             failed_event_id = NULL, requested_action = NULL, updated_at = now()",
+    )
+    .bind(base)
+    .bind(cursor.transaction_id)
+    .bind(cursor.global_position)
+    .bind(&names)
+    .bind(&indexes)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE consumer_checkpoints SET partitions = $2, status = 'PARTITIONED', \
+         updated_at = now() WHERE name = $1",
+    )
+    .bind(base)
+    .bind(i32::try_from(count).unwrap_or(i32::MAX))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Halts consumer `name` as `FAILED` for a reason that is no event's (its queue went missing).
+pub(crate) async fn mark_halted(pool: &PgPool, name: &str, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE consumer_checkpoints SET status = 'FAILED', last_error = $2, \
+         failed_transaction_id = NULL, failed_position = NULL, failed_event_id = NULL, \
+         requested_action = NULL, updated_at = now() WHERE name = $1",
+    )
+    .bind(name)
+    .bind(error)
     .execute(pool)
     .await?;
     Ok(())
@@ -378,15 +453,18 @@ struct StatusRow {
     rebuild_applied: Option<i64>,
     rebuild_total: Option<i64>,
     rebuild_started_at: Option<DateTime<Utc>>,
+    partitions: Option<i32>,
+    partition_of: Option<String>,
 }
 
-/// Position, lag and health of every consumer, by name.
+/// Position, lag and health of every consumer, by name. A partitioned consumer's own row shows
+/// the position of its furthest-behind partition; each partition has a row of its own.
 pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, StoreError> {
     let rows: Vec<StatusRow> = sqlx::query_as(
         "SELECT name, transaction_id, global_position, status, last_error, \
          failed_transaction_id, failed_position, applied, duplicates_ignored, updated_at, \
          coalesce(rebuild_heartbeat_at > now() - interval '30 seconds', false) AS rebuilding, \
-         rebuild_applied, rebuild_total, rebuild_started_at \
+         rebuild_applied, rebuild_total, rebuild_started_at, partitions, partition_of \
          FROM consumer_checkpoints ORDER BY name",
     )
     .fetch_all(pool)
@@ -395,8 +473,18 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
     let head = log.head().await?;
     let now = Utc::now();
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let position = Position::new(row.transaction_id, row.global_position);
+    for row in &rows {
+        let mut position = Position::new(row.transaction_id, row.global_position);
+        if row.partitions.is_some() {
+            if let Some(least) = rows
+                .iter()
+                .filter(|p| p.partition_of.as_deref() == Some(row.name.as_str()))
+                .map(|p| Position::new(p.transaction_id, p.global_position))
+                .min()
+            {
+                position = least;
+            }
+        }
         let (lag_events, oldest) = log.backlog(position).await?;
         let lag_seconds =
             oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
@@ -414,13 +502,13 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
             None
         };
         out.push(ConsumerStatus {
-            name: row.name,
+            name: row.name.clone(),
             status,
             position,
             head,
             lag_events,
             lag_seconds,
-            last_error: row.last_error,
+            last_error: row.last_error.clone(),
             failed_position: row
                 .failed_transaction_id
                 .zip(row.failed_position)
@@ -429,19 +517,22 @@ pub async fn consumer_statuses(pool: &PgPool) -> Result<Vec<ConsumerStatus>, Sto
             duplicates_ignored: row.duplicates_ignored,
             updated_at: row.updated_at,
             rebuild,
+            partitions: row.partitions.and_then(|n| u32::try_from(n).ok()),
+            partition_of: row.partition_of.clone(),
         });
     }
     Ok(out)
 }
 
-/// Whether consumer `name` has applied everything up to `position`.
+/// Whether consumer `name` has applied everything up to `position` (every partition of it, when
+/// it runs as partitions).
 pub async fn has_reached(
     pool: &PgPool,
     name: &str,
     position: Position,
 ) -> Result<bool, StoreError> {
     let current = sqlx::query_as::<_, (i64, i64)>(
-        "SELECT transaction_id, global_position FROM consumer_checkpoints WHERE name = $1",
+        "SELECT transaction_id, global_position FROM consumer_cursors WHERE name = $1",
     )
     .bind(name)
     .fetch_optional(pool)

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -125,6 +127,12 @@ enum SessionError {
     Broker(#[from] BrokerError),
     #[error("{0}")]
     Other(String),
+    /// This unpartitioned consumer's projection now runs as `0` partitions.
+    #[error("now runs as {0} partitions")]
+    Partitioned(u32),
+    /// A configuration that cannot work; retrying would not help.
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 impl From<sqlx::Error> for SessionError {
@@ -145,6 +153,100 @@ enum ApplyError {
     Handler(HandlerError),
     /// Postgres failed around the handler.
     Store(sqlx::Error),
+    /// The consumer's row says it now runs as this many partitions: this (unpartitioned)
+    /// consumer must not apply anything any more.
+    Partitioned(u32),
+}
+
+impl ApplyError {
+    /// The session's error for anything but a handler's refusal, which callers isolate first.
+    fn into_session(self) -> SessionError {
+        match self {
+            Self::Store(e) => SessionError::from(e),
+            Self::Handler(e) => SessionError::Other(e.to_string()),
+            Self::Partitioned(n) => SessionError::Partitioned(n),
+        }
+    }
+}
+
+/// Which partition of a partitioned consumer this one is.
+#[derive(Debug, Clone)]
+struct Partition {
+    /// The consumer's own name (`orders`); `config.name` is the partition's (`orders.p0`).
+    base: String,
+    index: u32,
+    count: u32,
+}
+
+/// The most partitions a consumer may be split into.
+pub const MAX_PARTITIONS: u32 = 64;
+
+/// A partition request that cannot be honoured.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    /// N outside 2..=64.
+    #[error(
+        "--partitions must be between 2 and {MAX_PARTITIONS} (1 means unpartitioned), not {0}"
+    )]
+    Count(u32),
+    /// K not below N.
+    #[error("partition {index} is out of range: with {count} partitions they are 0 to {last}", last = count - 1)]
+    Index {
+        /// Asked for.
+        index: u32,
+        /// Of.
+        count: u32,
+    },
+    /// The group already runs with another N.
+    #[error(
+        "{name} already runs as {running} partitions, not {asked}: start every partition with \
+         --partitions {running} (changing the number of partitions is not supported)"
+    )]
+    Disagree {
+        /// The consumer.
+        name: String,
+        /// Its recorded N.
+        running: u32,
+        /// The N asked for.
+        asked: u32,
+    },
+    /// Postgres failed while checking.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How many partitions consumer `name` runs as (`None`: unpartitioned, or never run).
+pub async fn partition_count(pool: &PgPool, name: &str) -> Result<Option<u32>, StoreError> {
+    let count: Option<Option<i32>> =
+        sqlx::query_scalar("SELECT partitions FROM consumer_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(count.flatten().and_then(|n| u32::try_from(n).ok()))
+}
+
+/// Checks a partition request against what is recorded, before anything starts: N in range, K
+/// below N, and N the same as the group's if it already runs as partitions. Changes nothing.
+pub async fn check_partition(
+    pool: &PgPool,
+    name: &str,
+    count: u32,
+    index: u32,
+) -> Result<(), PartitionError> {
+    if !(2..=MAX_PARTITIONS).contains(&count) {
+        return Err(PartitionError::Count(count));
+    }
+    if index >= count {
+        return Err(PartitionError::Index { index, count });
+    }
+    match partition_count(pool, name).await? {
+        Some(running) if running != count => Err(PartitionError::Disagree {
+            name: name.to_owned(),
+            running,
+            asked: count,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A named, durable, exactly-once-in-effect consumer of the log.
@@ -157,6 +259,8 @@ pub struct DurableConsumer<H> {
     log: LogReader,
     /// Opens personal fields before the handler sees them; `None` for handlers that read none.
     privacy: Option<Privacy>,
+    /// Set when this consumer is one partition of a partitioned consumer.
+    partition: Option<Partition>,
 }
 
 impl<H: EventHandler> DurableConsumer<H> {
@@ -170,7 +274,31 @@ impl<H: EventHandler> DurableConsumer<H> {
             handler,
             log,
             privacy: None,
+            partition: None,
         }
+    }
+
+    /// The same consumer run as partition `index` of `count` (see [`crate::broker`]'s
+    /// `declare_partitions`): its checkpoint and queue are `<name>.p<index>`, and it applies the
+    /// events of the aggregates RabbitMQ's consistent-hash exchange routes to that queue.
+    ///
+    /// The first partition to start splits the consumer: under an advisory lock it declares
+    /// every partition's queue, catches the consumer's own cursor up with the log (so whatever
+    /// was published before the queues existed is applied), then in one transaction gives every
+    /// partition that cursor and marks the consumer `PARTITIONED`; an unpartitioned instance
+    /// still running stops at its next transaction. From then on a partition reads only its
+    /// queue: an event at or behind its cursor is a duplicate, as for any consumer.
+    pub fn partitioned(mut self, count: u32, index: u32) -> Result<Self, PartitionError> {
+        if !(2..=MAX_PARTITIONS).contains(&count) {
+            return Err(PartitionError::Count(count));
+        }
+        if index >= count {
+            return Err(PartitionError::Index { index, count });
+        }
+        let own = crate::broker::partition_name(&self.config.name, index);
+        let base = std::mem::replace(&mut self.config.name, own);
+        self.partition = Some(Partition { base, index, count });
+        Ok(self)
     }
 
     /// The same consumer handing its handler events with their personal fields opened (a
@@ -186,9 +314,18 @@ impl<H: EventHandler> DurableConsumer<H> {
         let name = self.config.name.clone();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         while !shutdown.is_cancelled() {
-            let result = match checkpoint::ensure(&self.pool, &name).await {
-                Ok(()) => match self.wait_while_failed(&shutdown).await {
-                    Ok(true) => self.session(&shutdown).await,
+            // A partition's row is created when the consumer is split, with the cursor it starts
+            // from; before that there is none to wait on.
+            let ensured = match self.partition {
+                None => checkpoint::ensure(&self.pool, &name).await,
+                Some(_) => Ok(()),
+            };
+            let result = match ensured {
+                Ok(()) => match self.wait_while_failed(&name, &shutdown).await {
+                    Ok(true) => match &self.partition {
+                        None => self.session(&shutdown).await,
+                        Some(partition) => self.partition_session(partition, &shutdown).await,
+                    },
                     Ok(false) => Err(SessionError::Shutdown),
                     Err(e) => Err(e.into()),
                 },
@@ -197,6 +334,19 @@ impl<H: EventHandler> DurableConsumer<H> {
             match result {
                 Ok(()) | Err(SessionError::Shutdown) => break,
                 Err(SessionError::Halted) => backoff.reset(),
+                Err(SessionError::Partitioned(count)) => {
+                    tracing::info!(
+                        consumer = %name, partitions = count,
+                        "this consumer now runs as partitions (`commerce project --only {name} \
+                         --partitions {count}`); its unpartitioned instance stops"
+                    );
+                    self.delete_own_queue().await;
+                    break;
+                }
+                Err(SessionError::Misconfigured(message)) => {
+                    tracing::error!(consumer = %name, "{message}");
+                    break;
+                }
                 Err(error) => {
                     metrics::counter!("consumer_errors_total", "consumer" => name.clone())
                         .increment(1);
@@ -210,17 +360,20 @@ impl<H: EventHandler> DurableConsumer<H> {
         tracing::info!(consumer = %name, "consumer stopped");
     }
 
-    /// Returns once the consumer is not `FAILED` (true), or on shutdown (false).
-    async fn wait_while_failed(&self, shutdown: &CancellationToken) -> Result<bool, sqlx::Error> {
-        let name = &self.config.name;
+    /// Returns once consumer `name` is not `FAILED` (true), or on shutdown (false).
+    async fn wait_while_failed(
+        &self,
+        name: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, sqlx::Error> {
         loop {
             match checkpoint::take_operator_action(&self.pool, name).await? {
                 OperatorDecision::Resume => {
-                    metrics::gauge!("consumer_failed", "consumer" => name.clone()).set(0.0);
+                    metrics::gauge!("consumer_failed", "consumer" => name.to_owned()).set(0.0);
                     return Ok(true);
                 }
                 OperatorDecision::Waiting => {
-                    metrics::gauge!("consumer_failed", "consumer" => name.clone()).set(1.0);
+                    metrics::gauge!("consumer_failed", "consumer" => name.to_owned()).set(1.0);
                     if !sleep_or_shutdown(self.config.operator_poll, shutdown).await {
                         return Ok(false);
                     }
@@ -231,6 +384,9 @@ impl<H: EventHandler> DurableConsumer<H> {
 
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), SessionError> {
         let name = &self.config.name;
+        if let Some(count) = partition_count(&self.pool, name).await? {
+            return Err(SessionError::Partitioned(count));
+        }
         let connection = self.broker.connect(name).await?;
         let channel = connection.create_channel().await?;
         channel
@@ -244,27 +400,192 @@ impl<H: EventHandler> DurableConsumer<H> {
             .declare_consumer_queue(&channel, name, &bindings)
             .await?;
 
-        // The session's own connection, outside the pool: every run is a transaction on it, and
-        // none pays the pool's acquire and the round trip sqlx spends on every release.
+        let mut db = self.session_connection().await?;
+        checkpoint::set_state(&self.pool, name, ConsumerState::CatchingUp).await?;
+        self.catch_up(&mut db, name, shutdown).await?;
+        checkpoint::set_state(&self.pool, name, ConsumerState::Live).await?;
+        tracing::info!(consumer = %name, "caught up; following {queue}");
+
+        let result = self.follow(&mut db, &channel, &queue, 0, shutdown).await;
+        let _ = connection.close(200, "consumer session ended".into()).await;
+        result
+    }
+
+    /// The session's own connection, outside the pool: every run is a transaction on it, and
+    /// none pays the pool's acquire and the round trip sqlx spends on every release.
+    async fn session_connection(&self) -> Result<PgConnection, SessionError> {
         let mut db = self.pool.acquire().await?.detach();
         self.handler
             .prepare_session(&mut db)
             .await
             .map_err(|e| SessionError::Other(format!("preparing the session failed: {e}")))?;
-        checkpoint::set_state(&self.pool, name, ConsumerState::CatchingUp).await?;
-        self.catch_up(&mut db, shutdown).await?;
-        checkpoint::set_state(&self.pool, name, ConsumerState::Live).await?;
-        tracing::info!(consumer = %name, "caught up; following {queue}");
+        Ok(db)
+    }
 
+    /// A partition's session: split the consumer if no partition has yet, then follow the
+    /// partition's queue (what waits in it is its catch-up).
+    async fn partition_session(
+        &self,
+        partition: &Partition,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionError> {
+        let name = &self.config.name;
+        let connection = self.broker.connect(name).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut db = self.session_connection().await?;
+        self.split(&mut db, &channel, partition, shutdown).await?;
+
+        let queue = self.broker.queue(name);
+        let backlog = match self.broker.queue_backlog(&connection, name).await? {
+            Some(backlog) => backlog,
+            None => {
+                // Declared again so the events from now on are kept, but those routed while it
+                // was gone are lost to it: only a rebuild from the log restores them.
+                self.broker
+                    .declare_consumer_queue(&channel, name, &[POSITION_MARKER_KEY.to_owned()])
+                    .await?;
+                let message = format!(
+                    "queue {queue} was missing (deleted?): the events routed to it meanwhile are \
+                     not in it. Rebuild the projection (`commerce replay {base}`), then \
+                     `commerce projections retry {name}`",
+                    base = partition.base
+                );
+                tracing::error!(consumer = %name, "{message}");
+                checkpoint::mark_halted(&self.pool, name, &message).await?;
+                let _ = connection.close(200, "consumer session ended".into()).await;
+                return Err(SessionError::Halted);
+            }
+        };
+        let state = if backlog == 0 {
+            ConsumerState::Live
+        } else {
+            ConsumerState::CatchingUp
+        };
+        checkpoint::set_state(&self.pool, name, state).await?;
+        tracing::info!(
+            consumer = %name, partition = partition.index, partitions = partition.count, backlog,
+            "following {queue}"
+        );
+        let result = self
+            .follow(&mut db, &channel, &queue, backlog as usize, shutdown)
+            .await;
+        let _ = connection.close(200, "consumer session ended".into()).await;
+        result
+    }
+
+    /// Splits the consumer into its partitions unless that has been done (see
+    /// [`Self::partitioned`]); refuses if it was split into another number of partitions.
+    async fn split(
+        &self,
+        db: &mut PgConnection,
+        channel: &lapin::Channel,
+        partition: &Partition,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionError> {
+        let base = &partition.base;
+        let disagree = |running: u32| {
+            SessionError::Misconfigured(
+                PartitionError::Disagree {
+                    name: base.clone(),
+                    running,
+                    asked: partition.count,
+                }
+                .to_string(),
+            )
+        };
+        match partition_count(&self.pool, base).await? {
+            Some(running) if running == partition.count => return Ok(()),
+            Some(running) => return Err(disagree(running)),
+            None => {}
+        }
+        // One splitter at a time; the lock is the connection's, so it goes with it.
+        let mut lock = self.pool.acquire().await?.detach();
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(format!("commerce.partitions.{base}"))
+            .execute(&mut lock)
+            .await?;
+        let split = async {
+            match partition_count(&self.pool, base).await? {
+                Some(running) if running == partition.count => return Ok(()),
+                Some(running) => return Err(disagree(running)),
+                None => {}
+            }
+            checkpoint::ensure(&self.pool, base).await?;
+            if !self.wait_while_failed(base, shutdown).await? {
+                return Err(SessionError::Shutdown);
+            }
+            // Queues first: what the relay publishes from now on reaches them; what it
+            // published before is in the log, which the consumer's own cursor catches up with.
+            self.broker
+                .declare_partitions(channel, base, partition.count, &self.config.bindings)
+                .await?;
+            checkpoint::set_state(&self.pool, base, ConsumerState::CatchingUp).await?;
+            self.catch_up(db, base, shutdown).await?;
+            let mut tx = db.begin().await?;
+            let (cursor, running) = checkpoint::lock(&mut tx, base).await?;
+            if let Some(running) = running {
+                return Err(disagree(running));
+            }
+            checkpoint::split(&mut tx, base, partition.count, cursor).await?;
+            tx.commit().await?;
+            tracing::info!(
+                consumer = %base, partitions = partition.count, position = %cursor,
+                "split into partitions"
+            );
+            Ok(())
+        }
+        .await;
+        let _ = lock.close().await;
+        split?;
+        let _ = channel
+            .queue_delete(
+                self.broker.queue(base).as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Deletes this consumer's queue (once it runs as partitions, nobody reads it).
+    async fn delete_own_queue(&self) {
+        let name = &self.config.name;
+        if let Ok(connection) = self.broker.connect(name).await {
+            if let Ok(channel) = connection.create_channel().await {
+                let _ = channel
+                    .queue_delete(
+                        self.broker.queue(name).as_str().into(),
+                        QueueDeleteOptions::default(),
+                    )
+                    .await;
+            }
+            let _ = connection.close(200, "queue deleted".into()).await;
+        }
+    }
+
+    /// Follows `queue` until shutdown or a failure. The first `backlog` deliveries are the
+    /// consumer still catching up (a partition's queue holds its catch-up): once they are
+    /// applied, it is `LIVE`.
+    async fn follow(
+        &self,
+        db: &mut PgConnection,
+        channel: &lapin::Channel,
+        queue: &str,
+        mut backlog: usize,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionError> {
+        let name = &self.config.name;
         let mut deliveries = channel
             .basic_consume(
-                queue.as_str().into(),
+                queue.into(),
                 format!("{name}-{}", uuid::Uuid::new_v4()).into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await?;
-        let result = loop {
+        loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
                 next = deliveries.next() => next,
@@ -312,7 +633,7 @@ impl<H: EventHandler> DurableConsumer<H> {
                 }
             }
             let Some(last) = run.last() else { continue };
-            match self.on_deliveries(&mut db, &run, shutdown).await {
+            match self.on_deliveries(db, &run, shutdown).await {
                 Ok(()) => {
                     last.acker.ack(BasicAckOptions { multiple: true }).await?;
                 }
@@ -331,9 +652,13 @@ impl<H: EventHandler> DurableConsumer<H> {
             if let Some(e) = interrupted {
                 break Err(e);
             }
-        };
-        let _ = connection.close(200, "consumer session ended".into()).await;
-        result
+            if backlog > 0 {
+                backlog = backlog.saturating_sub(run.len());
+                if backlog == 0 {
+                    checkpoint::set_state(&self.pool, name, ConsumerState::Live).await?;
+                }
+            }
+        }
     }
 
     /// Applies a run of deliveries in one transaction; if a handler refuses, one by one with
@@ -373,50 +698,53 @@ impl<H: EventHandler> DurableConsumer<H> {
             return Ok(());
         }
         let mut sealed = true;
-        match self.apply(db, &mut events, &mut sealed, marker).await {
+        let name = &self.config.name;
+        match self.apply(db, name, &mut events, &mut sealed, marker).await {
             Ok(()) => Ok(()),
-            Err(ApplyError::Store(e)) => Err(e.into()),
             Err(ApplyError::Handler(_)) => {
                 for event in &mut events {
-                    self.apply_with_retry(db, event, sealed, shutdown).await?;
+                    self.apply_with_retry(db, name, event, sealed, shutdown)
+                        .await?;
                 }
                 if marker.is_some() {
-                    self.apply(db, &mut [], &mut false, marker)
+                    self.apply(db, name, &mut [], &mut false, marker)
                         .await
-                        .map_err(|e| match e {
-                            ApplyError::Store(e) => SessionError::from(e),
-                            ApplyError::Handler(e) => SessionError::Other(e.to_string()),
-                        })?;
+                        .map_err(ApplyError::into_session)?;
                 }
                 Ok(())
             }
+            Err(other) => Err(other.into_session()),
         }
     }
 
+    /// Applies the log after consumer `name`'s cursor (its own, or, while splitting into
+    /// partitions, the consumer's) until the log has nothing more.
     async fn catch_up(
         &self,
         db: &mut PgConnection,
+        name: &str,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
         loop {
             if shutdown.is_cancelled() {
                 return Err(SessionError::Shutdown);
             }
-            let cursor = checkpoint::position(&self.pool, &self.config.name).await?;
+            let cursor = checkpoint::position(&self.pool, name).await?;
             let mut batch = self.log.read_after(cursor, self.config.batch_size).await?;
             if batch.is_empty() {
                 return Ok(());
             }
             let mut sealed = true;
-            match self.apply(db, &mut batch, &mut sealed, None).await {
+            match self.apply(db, name, &mut batch, &mut sealed, None).await {
                 Ok(()) => {}
-                Err(ApplyError::Store(e)) => return Err(e.into()),
                 // Isolate the failing event: apply one by one, with retries.
                 Err(ApplyError::Handler(_)) => {
                     for event in &mut batch {
-                        self.apply_with_retry(db, event, sealed, shutdown).await?;
+                        self.apply_with_retry(db, name, event, sealed, shutdown)
+                            .await?;
                     }
                 }
+                Err(other) => return Err(other.into_session()),
             }
         }
     }
@@ -428,11 +756,11 @@ impl<H: EventHandler> DurableConsumer<H> {
     async fn apply(
         &self,
         db: &mut PgConnection,
+        name: &str,
         batch: &mut [StoredEvent],
         sealed: &mut bool,
         at_least: Option<Position>,
     ) -> Result<(), ApplyError> {
-        let name = &self.config.name;
         let mut tx = db.begin().await.map_err(ApplyError::Store)?;
         let opened = match (&self.privacy, *sealed) {
             (Some(privacy), true) => privacy.open_events(&mut *tx, batch).await,
@@ -441,7 +769,7 @@ impl<H: EventHandler> DurableConsumer<H> {
         let done = match opened {
             Ok(()) => {
                 *sealed = false;
-                self.apply_in(&mut tx, batch, at_least).await
+                self.apply_in(&mut tx, name, batch, at_least).await
             }
             Err(PrivacyError::Database(e)) => Err(ApplyError::Store(e)),
             // An altered key or ciphertext: the event's failure, shown like any other.
@@ -460,14 +788,14 @@ impl<H: EventHandler> DurableConsumer<H> {
         tx.commit().await.map_err(ApplyError::Store)?;
         let (applied, duplicates, last) = done;
         if duplicates > 0 {
-            metrics::counter!("consumer_duplicates_ignored_total", "consumer" => name.clone())
+            metrics::counter!("consumer_duplicates_ignored_total", "consumer" => name.to_owned())
                 .increment(duplicates as u64);
         }
         if applied > 0 {
-            metrics::counter!("consumer_events_applied_total", "consumer" => name.clone())
+            metrics::counter!("consumer_events_applied_total", "consumer" => name.to_owned())
                 .increment(applied as u64);
         }
-        metrics::gauge!("consumer_position", "consumer" => name.clone())
+        metrics::gauge!("consumer_position", "consumer" => name.to_owned())
             .set(last.global_position as f64);
         Ok(())
     }
@@ -477,13 +805,17 @@ impl<H: EventHandler> DurableConsumer<H> {
     async fn apply_in(
         &self,
         tx: &mut PgConnection,
+        name: &str,
         batch: &[StoredEvent],
         at_least: Option<Position>,
     ) -> Result<(usize, usize, Position), ApplyError> {
-        let name = &self.config.name;
-        let cursor = checkpoint::lock(tx, name)
+        let (cursor, partitions) = checkpoint::lock(tx, name)
             .await
             .map_err(ApplyError::Store)?;
+        if let Some(count) = partitions {
+            // Split while this (unpartitioned) consumer ran: the partitions own its events now.
+            return Err(ApplyError::Partitioned(count));
+        }
         let fresh: Vec<&StoredEvent> = batch.iter().filter(|e| e.position > cursor).collect();
         // Guarantee 4: an event at or before the cursor was applied already; it is acknowledged
         // with the run and only counted, so operators (and tests) see the duplicates arrive.
@@ -520,25 +852,28 @@ impl<H: EventHandler> DurableConsumer<H> {
     async fn apply_with_retry(
         &self,
         db: &mut PgConnection,
+        name: &str,
         event: &mut StoredEvent,
         mut sealed: bool,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
-        let name = &self.config.name;
         let mut backoff = Backoff::new(self.config.retry_initial, self.config.retry_max);
         let mut attempt = 0;
         loop {
             let once = std::slice::from_mut(event);
-            let error = match self.apply(db, once, &mut sealed, None).await {
+            let error = match self.apply(db, name, once, &mut sealed, None).await {
                 Ok(()) => return Ok(()),
                 Err(ApplyError::Store(e)) => return Err(e.into()),
+                Err(ApplyError::Partitioned(count)) => {
+                    return Err(SessionError::Partitioned(count))
+                }
                 Err(ApplyError::Handler(e)) if is_transient(&e) => {
                     return Err(SessionError::Other(format!("database unavailable: {e}")))
                 }
                 Err(ApplyError::Handler(e)) => e,
             };
             attempt += 1;
-            metrics::counter!("consumer_handler_errors_total", "consumer" => name.clone())
+            metrics::counter!("consumer_handler_errors_total", "consumer" => name.to_owned())
                 .increment(1);
             if attempt >= self.config.max_attempts {
                 let message = error.to_string();
@@ -547,7 +882,7 @@ impl<H: EventHandler> DurableConsumer<H> {
                     error = %message, attempts = attempt, "consumer halted: event cannot be applied"
                 );
                 checkpoint::mark_failed(&self.pool, name, event, &message).await?;
-                metrics::gauge!("consumer_failed", "consumer" => name.clone()).set(1.0);
+                metrics::gauge!("consumer_failed", "consumer" => name.to_owned()).set(1.0);
                 return Err(SessionError::Halted);
             }
             tracing::warn!(

@@ -81,4 +81,7 @@ pub enum BrokerError {
     /// The broker refused (nacked) a publish.
     #[error("RabbitMQ refused to confirm the message for event {0}")]
     Nacked(String),
+    /// The broker lacks something the configuration needs (a plugin).
+    #[error("{0}")]
+    Unsupported(String),
 }

@@ -32,7 +32,9 @@ pub mod verify;
 
 pub use broker::{BrokerConfig, QueueType};
 pub use checkpoint::{ConsumerState, ConsumerStatus};
-pub use consumer::{ConsumerConfig, DurableConsumer, EventHandler, HandlerError};
+pub use consumer::{
+    ConsumerConfig, DurableConsumer, EventHandler, HandlerError, PartitionError, MAX_PARTITIONS,
+};
 pub use error::{BrokerError, StoreError};
 pub use log::{LogFilter, LogReader};
 pub use position::Position;

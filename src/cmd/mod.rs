@@ -51,10 +51,18 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Project { only } => {
+        Command::Project {
+            only,
+            partitions,
+            partition,
+        } => {
             let parts = Parts {
                 projections: true,
                 only,
+                partitions: partitions.map(|count| crate::app::Partitions {
+                    count,
+                    indexes: partition,
+                }),
                 ..Parts::NONE
             };
             run::run(&settings, parts).await

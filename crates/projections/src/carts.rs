@@ -83,6 +83,8 @@ fn user_of(event: &CartEvent) -> Uuid {
 impl Projection for CartsProjection {
     const NAME: &'static str = "carts";
 
+    const PARTITIONABLE: bool = true;
+
     fn bindings() -> Vec<String> {
         vec!["Cart.*".to_owned()]
     }

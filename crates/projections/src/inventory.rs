@@ -178,6 +178,8 @@ async fn set_levels(
 impl Projection for InventoryProjection {
     const NAME: &'static str = "inventory";
 
+    const PARTITIONABLE: bool = true;
+
     fn bindings() -> Vec<String> {
         vec!["Inventory.*".to_owned()]
     }

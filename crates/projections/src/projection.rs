@@ -17,6 +17,14 @@ pub trait Projection: Send + Sync + 'static {
     /// The routing keys (`<AggregateType>.<EventType>` patterns) it applies.
     fn bindings() -> Vec<String>;
 
+    /// Whether it can run as partitions by aggregate id (`commerce project --partitions N`):
+    /// true when each of its rows is built from the events of one aggregate, so partitions
+    /// never race over a row and the order across aggregates does not matter. (An erasure,
+    /// which scrubs rows of other aggregates, qualifies: the events it races with open their
+    /// personal fields as erased anyway.) A projection that joins aggregates (a product's row
+    /// counting its stock) must stay one consumer.
+    const PARTITIONABLE: bool = false;
+
     /// Applies one event. Tables are named without their schema: the caller has pointed the
     /// `search_path` at the live schema, or at the shadow schema of a rebuild. Timestamps come
     /// from the event (`recorded_at`, or times inside the payload), never from the clock, so a
@@ -104,10 +112,22 @@ pub async fn run<P: Projection>(
     projection: P,
     shutdown: CancellationToken,
 ) {
+    consumer(pool, privacy, broker, projection)
+        .run(shutdown)
+        .await;
+}
+
+/// The durable consumer that runs `projection`.
+pub(crate) fn consumer<P: Projection>(
+    pool: PgPool,
+    privacy: Option<Privacy>,
+    broker: BrokerConfig,
+    projection: P,
+) -> DurableConsumer<ProjectionHandler<P>> {
     let config = ConsumerConfig::new(P::NAME, P::bindings());
     let consumer = DurableConsumer::new(pool, broker, config, ProjectionHandler(projection));
     match privacy {
-        Some(privacy) => consumer.with_privacy(privacy).run(shutdown).await,
-        None => consumer.run(shutdown).await,
+        Some(privacy) => consumer.with_privacy(privacy),
+        None => consumer,
     }
 }

@@ -205,6 +205,20 @@ pub async fn rebuild<P: Projection>(
         .bind(name)
         .fetch_one(&mut *tx)
         .await?;
+        // Run as partitions: every partition is paused too, and the live model stands where
+        // the furthest-behind one does.
+        let partitions: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, global_position FROM consumer_checkpoints \
+             WHERE partition_of = $1 ORDER BY name FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let live = partitions
+            .into_iter()
+            .map(|(t, p)| Position::new(t, p))
+            .min()
+            .unwrap_or(Position::new(live_tx, live_pos));
         use_schema(&mut tx, &shadow).await?;
         loop {
             let batch = log.scan_after(cursor, BATCH, &bindings).await?;
@@ -226,7 +240,7 @@ pub async fn rebuild<P: Projection>(
                 sqlx::query(&format!("DROP SCHEMA \"{old}\" CASCADE")).execute(&mut *tx).await?;
                 sqlx::query(
                     "UPDATE consumer_checkpoints SET transaction_id = $2, global_position = $3, \
-                     updated_at = now() WHERE name = $1",
+                     updated_at = now() WHERE name = $1 OR partition_of = $1",
                 )
                 .bind(name)
                 .bind(cursor.transaction_id)
@@ -236,7 +250,6 @@ pub async fn rebuild<P: Projection>(
                 tx.commit().await?;
             }
             Finish::Verify => {
-                let live = Position::new(live_tx, live_pos);
                 if live < cursor {
                     return Err(RebuildError::LiveBehind { live, replayed: cursor });
                 }

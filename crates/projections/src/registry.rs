@@ -1,7 +1,8 @@
 //! Every projection by name: what `serve`/`project` run and what `replay` rebuilds.
 
+use commerce_event_store::consumer::check_partition;
 use commerce_event_store::privacy::Privacy;
-use commerce_event_store::BrokerConfig;
+use commerce_event_store::{BrokerConfig, PartitionError};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -115,6 +116,77 @@ pub fn spawn(
                 tasks.spawn(projection::run(pool, privacy, broker, p, token));
             },
             return Err(unknown(name))
+        );
+    }
+    Ok(())
+}
+
+/// Why a projection cannot run as partitions.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionSpawnError {
+    /// Not a projection.
+    #[error(transparent)]
+    Unknown(#[from] UnknownProjection),
+    /// Its rows join several aggregates.
+    #[error(
+        "projection {0:?} cannot run as partitions: its rows combine events of several \
+         aggregates; partitionable: {1}"
+    )]
+    NotPartitionable(String, String),
+    /// A bad partition number or count, or one that disagrees with the running group.
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+}
+
+fn partitionable<P: Projection>(_: &P) -> bool {
+    P::PARTITIONABLE
+}
+
+/// The projections that can run as partitions.
+pub fn partitionable_names() -> Vec<&'static str> {
+    NAMES
+        .iter()
+        .copied()
+        .filter(|name| with_projection!(*name, |p| partitionable(&p), false))
+        .collect()
+}
+
+/// Spawns partitions `indexes` of projection `name` run as `count` partitions into `tasks`,
+/// after checking everything that can be checked before they start: the projection can be
+/// partitioned, every index is below `count`, and `count` agrees with the partitions already
+/// running, if any. Nothing starts when a check fails.
+#[allow(clippy::too_many_arguments)]
+pub async fn spawn_partitions(
+    tasks: &mut JoinSet<()>,
+    pool: &PgPool,
+    privacy: Option<&Privacy>,
+    broker: &BrokerConfig,
+    name: &str,
+    count: u32,
+    indexes: &[u32],
+    shutdown: &CancellationToken,
+) -> Result<(), PartitionSpawnError> {
+    validate(name)?;
+    if !with_projection!(name, |p| partitionable(&p), false) {
+        return Err(PartitionSpawnError::NotPartitionable(
+            name.to_owned(),
+            partitionable_names().join(", "),
+        ));
+    }
+    for index in indexes {
+        check_partition(pool, name, count, *index).await?;
+    }
+    for index in indexes {
+        let (pool, broker, token) = (pool.clone(), broker.clone(), shutdown.clone());
+        let privacy = privacy.cloned();
+        with_projection!(
+            name,
+            |p| {
+                let consumer =
+                    projection::consumer(pool, privacy, broker, p).partitioned(count, *index)?;
+                tasks.spawn(consumer.run(token));
+            },
+            return Err(unknown(name).into())
         );
     }
     Ok(())

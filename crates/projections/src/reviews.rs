@@ -40,6 +40,8 @@ pub struct ReviewView {
 impl Projection for ReviewsProjection {
     const NAME: &'static str = "reviews";
 
+    const PARTITIONABLE: bool = true;
+
     fn bindings() -> Vec<String> {
         vec!["Review.*".to_owned(), erasure::binding()]
     }

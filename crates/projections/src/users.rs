@@ -48,6 +48,8 @@ fn role_name(role: Role) -> &'static str {
 impl Projection for UsersProjection {
     const NAME: &'static str = "users";
 
+    const PARTITIONABLE: bool = true;
+
     fn bindings() -> Vec<String> {
         vec!["User.*".to_owned()]
     }

@@ -53,7 +53,7 @@ pub async fn own_writes_pending(
          SELECT last.tx, last.pos FROM last \
          WHERE EXISTS ( \
              SELECT 1 FROM unnest($2::text[]) AS n(name) \
-             LEFT JOIN consumer_checkpoints c ON c.name = n.name \
+             LEFT JOIN consumer_cursors c ON c.name = n.name \
              WHERE c.name IS NULL OR (c.transaction_id, c.global_position) < (last.tx, last.pos))",
     )
     .bind(actor)
@@ -192,7 +192,7 @@ impl Gate {
                  FROM events WHERE metadata ->> 'actor' = a.actor \
                  ORDER BY transaction_id DESC, global_position DESC LIMIT 1) l \
              UNION ALL \
-             SELECT false, name, transaction_id, global_position FROM consumer_checkpoints",
+             SELECT false, name, transaction_id, global_position FROM consumer_cursors",
         )
         .bind(&actors)
         .fetch_all(&self.pool)

@@ -84,7 +84,8 @@ async fn read(state: &AppState) -> Reading {
             statuses.len(),
             statuses
                 .into_iter()
-                .filter(|s| s.status != ConsumerState::Live)
+                // A partitioned projection's own row is never LIVE: its partitions are.
+                .filter(|s| !matches!(s.status, ConsumerState::Live | ConsumerState::Partitioned))
                 .map(|s| (s.name, s.status.as_str()))
                 .collect(),
         ),

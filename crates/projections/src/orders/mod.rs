@@ -204,6 +204,8 @@ impl Effect {
 impl Projection for OrdersProjection {
     const NAME: &'static str = "orders";
 
+    const PARTITIONABLE: bool = true;
+
     fn bindings() -> Vec<String> {
         vec!["Order.*".to_owned(), erasure::binding()]
     }

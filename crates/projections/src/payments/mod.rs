@@ -29,6 +29,8 @@ pub struct PaymentsProjection;
 impl Projection for PaymentsProjection {
     const NAME: &'static str = "payments";
 
+    const PARTITIONABLE: bool = true;
+
     fn bindings() -> Vec<String> {
         vec!["Payment.*".to_owned(), "PaymentMethod.*".to_owned()]
     }

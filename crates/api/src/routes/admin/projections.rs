@@ -31,7 +31,8 @@ use crate::state::AppState;
 pub(crate) struct ProjectionBody {
     /// The consumer's name (a projection or a process manager).
     pub(crate) name: String,
-    /// `LIVE`, `CATCHING_UP`, `REBUILDING` or `FAILED`.
+    /// `LIVE`, `CATCHING_UP`, `REBUILDING` or `FAILED`; `PARTITIONED` for a projection run as
+    /// partitions, whose position is then its furthest-behind partition's.
     pub(crate) status: &'static str,
     /// Position token of the last event it applied.
     pub(crate) position: String,
@@ -52,6 +53,12 @@ pub(crate) struct ProjectionBody {
     pub(crate) rebuild: Option<RebuildBody>,
     /// Last change of its state.
     pub(crate) updated_at: DateTime<Utc>,
+    /// For a projection run as partitions: how many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) partitions: Option<u32>,
+    /// For one partition (`orders.p2`): the projection it is a partition of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) partition_of: Option<String>,
 }
 
 /// Progress of a running rebuild.
@@ -116,6 +123,8 @@ impl ProjectionBody {
                 }
             }),
             updated_at: s.updated_at,
+            partitions: s.partitions,
+            partition_of: s.partition_of,
         }
     }
 }
