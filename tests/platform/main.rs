@@ -39,6 +39,7 @@ mod e2e_journey;
 mod first_start;
 mod k8s_manifests;
 mod observability;
+mod partitions;
 mod scale_redis;
 mod serve;
 mod store_outage;
