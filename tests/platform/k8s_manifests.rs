@@ -184,6 +184,22 @@ fn the_base_and_the_example_overlay_keep_the_invariants() {
         named(&example, "Deployment", "commerce-api")["spec"]["replicas"],
         3
     );
+    // Orders as partitions: a projection that can be partitioned, in two pods (each partition
+    // active in one, standing by in the other).
+    let orders = named(&example, "Deployment", "commerce-project-orders");
+    assert_eq!(orders["spec"]["replicas"], 2);
+    let args: Vec<&str> = containers(orders)[0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        args,
+        ["project", "--only", "orders", "--partitions", "4"],
+        "{args:?}"
+    );
+    assert!(commerce_projections::registry::partitionable_names().contains(&"orders"));
     let secret = named(&example, "Secret", "commerce-secrets");
     let keys: BTreeSet<&str> = secret["data"]
         .as_object()

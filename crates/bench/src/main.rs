@@ -29,7 +29,7 @@ struct Args {
     /// A short run (under 2 minutes): fewer operations per scenario.
     #[arg(long)]
     quick: bool,
-    /// Run only these scenarios (comma-separated): append, hot, relay, lag, rebuild, checkout, reads, own-writes.
+    /// Run only these scenarios (comma-separated): append, hot, relay, lag, rebuild, checkout, reads, own-writes, partitions.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where results.json and the plots go.

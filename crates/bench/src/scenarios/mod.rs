@@ -8,6 +8,7 @@ mod lag;
 mod lag_watch;
 mod mix;
 mod own_writes;
+mod partitions;
 mod platform;
 mod reads;
 mod rebuild;
@@ -31,4 +32,5 @@ pub(crate) const ALL: &[(&str, Scenario)] = &[
     ("checkout", |c| Box::pin(checkout::run(c))),
     ("reads", |c| Box::pin(reads::run(c))),
     ("own-writes", |c| Box::pin(own_writes::run(c))),
+    ("partitions", |c| Box::pin(partitions::run(c))),
 ];
