@@ -192,19 +192,26 @@ impl Gate {
                  FROM events WHERE metadata ->> 'actor' = a.actor \
                  ORDER BY transaction_id DESC, global_position DESC LIMIT 1) l \
              UNION ALL \
-             SELECT false, name, transaction_id, global_position FROM consumer_cursors",
+             SELECT false, coalesce(partition_of, name), transaction_id, global_position \
+             FROM consumer_checkpoints WHERE partitions IS NULL",
         )
         .bind(&actors)
         .fetch_all(&self.pool)
         .await?;
         let mut seen = Seen::default();
         for (is_actor, name, tx, pos) in rows {
-            let map = if is_actor {
-                &mut seen.latest
+            let position = Position::new(tx, pos);
+            if is_actor {
+                seen.latest.insert(name, position);
             } else {
-                &mut seen.checkpoints
-            };
-            map.insert(name, Position::new(tx, pos));
+                // A partitioned projection stands where its furthest-behind partition does (what
+                // the view `consumer_cursors` says, folded here rather than sorted by Postgres on
+                // every poll).
+                seen.checkpoints
+                    .entry(name)
+                    .and_modify(|p| *p = (*p).min(position))
+                    .or_insert(position);
+            }
         }
         Ok(seen)
     }

@@ -124,3 +124,55 @@ async fn a_write_answered_before_the_read_is_always_seen(pool: PgPool) {
         task.await.expect("busy reader");
     }
 }
+
+/// A projection run as partitions has applied a write once every partition has: its own row
+/// (stale once split) does not count, the furthest-behind partition does. The shared poll, the
+/// lone query and `has_reached` agree.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_partitioned_projection_has_applied_a_write_once_every_partition_has(pool: PgPool) {
+    let dispatcher = Dispatcher::new(EventStore::new(pool.clone()));
+    let user = Uuid::new_v4();
+    let written = write(&dispatcher, user).await;
+    set_checkpoint(&pool, "users", written).await;
+    // `carts` split into 2 at the start of the log: its own row stays there for good.
+    set_checkpoint(&pool, "carts", Position::START).await;
+    sqlx::query("UPDATE consumer_checkpoints SET partitions = 2, status = 'PARTITIONED' WHERE name = 'carts'")
+        .execute(&pool)
+        .await
+        .expect("split");
+    for k in 0..2 {
+        sqlx::query(
+            "INSERT INTO consumer_checkpoints (name, partition_of, partition_index) \
+             VALUES ($1, 'carts', $2)",
+        )
+        .bind(format!("carts.p{k}"))
+        .bind(k)
+        .execute(&pool)
+        .await
+        .expect("a partition");
+    }
+    let gate = OwnWrites::new(pool.clone());
+    let answers = |pool: PgPool, gate: OwnWrites| async move {
+        let shared = gate.pending(NAMES, &actor(user)).await.expect("shared");
+        let alone = own_writes_pending(&pool, NAMES, &actor(user))
+            .await
+            .expect("alone");
+        let reached = commerce_event_store::checkpoint::has_reached(&pool, "carts", written)
+            .await
+            .expect("reached");
+        (shared, alone, reached)
+    };
+
+    // One partition has passed the write, the other has not.
+    set_checkpoint(&pool, "carts.p0", written).await;
+    assert_eq!(
+        answers(pool.clone(), gate.clone()).await,
+        (Some(written), Some(written), false)
+    );
+    // Both have, while the projection's own row is still at the start.
+    set_checkpoint(&pool, "carts.p1", written).await;
+    assert_eq!(
+        answers(pool.clone(), gate.clone()).await,
+        (None, None, true)
+    );
+}
