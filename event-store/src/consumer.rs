@@ -190,7 +190,7 @@ pub enum PartitionError {
     )]
     Count(u32),
     /// K not below N.
-    #[error("partition {index} is out of range: with {count} partitions they are 0 to {last}", last = count - 1)]
+    #[error("partition {index} is out of range: with {count} partitions they are 0 to {last}", last = count.saturating_sub(1))]
     Index {
         /// Asked for.
         index: u32,
