@@ -149,7 +149,12 @@ pub struct GlobalArgs {
     /// OpenTelemetry collector (OTLP over HTTP, e.g. `http://127.0.0.1:4318`) to export traces
     /// to; without it tracing is off. The other `OTEL_*` variables (`OTEL_SERVICE_NAME`,
     /// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER`, ...) apply as usual.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        global = true,
+        hide_env_values = true
+    )]
     pub otlp_endpoint: Option<String>,
 }
 

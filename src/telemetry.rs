@@ -10,7 +10,6 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use commerce_event_store::trace;
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -20,7 +19,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing::Level;
-use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::filter::{filter_fn, FilterExt, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -79,15 +78,25 @@ pub fn init_with(args: &GlobalArgs, provider: Option<SdkTracerProvider>) -> Trac
             .with_writer(std::io::stderr)
             .boxed()
     };
-    let log = log.with_filter(filter.and(filter_fn(|meta| meta.target() != trace::TARGET)));
+    // The level hints keep the global maximum level at what the filters let through (`info` by
+    // default), so disabled `debug!`s (and the `log` records of dependencies) stay cheap.
+    let not_traces =
+        filter_fn(|meta| meta.target() != trace::TARGET).with_max_level_hint(LevelFilter::TRACE);
+    let log = log.with_filter(filter.and(not_traces));
     let traces = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("commerce"))
+            // Every span has the one target; thread ids mean little in async code.
+            .with_target(false)
             .with_threads(false)
             // The trace's own spans, and warnings and errors raised inside them (as span events).
-            .with_filter(filter_fn(|meta| {
-                meta.target() == trace::TARGET || (meta.is_event() && *meta.level() <= Level::WARN)
-            }))
+            .with_filter(
+                filter_fn(|meta| {
+                    meta.target() == trace::TARGET
+                        || (meta.is_event() && *meta.level() <= Level::WARN)
+                })
+                .with_max_level_hint(LevelFilter::INFO),
+            )
     });
     let _ = tracing_subscriber::registry()
         .with(log)
@@ -104,9 +113,15 @@ fn otlp_provider(endpoint: &str, service: &str) -> anyhow::Result<SdkTracerProvi
     if std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none() {
         exporter = exporter.with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')));
     }
-    let exporter = exporter
-        .build()
-        .with_context(|| format!("cannot export traces to {endpoint}"))?;
+    let exporter = exporter.build().map_err(|error| {
+        // The exporter's message quotes the endpoint, which may carry credentials.
+        let why = if endpoint.contains('@') {
+            "not a usable URL".to_owned()
+        } else {
+            error.to_string()
+        };
+        anyhow::anyhow!("cannot export traces to OTEL_EXPORTER_OTLP_ENDPOINT: {why}")
+    })?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource(service))
