@@ -145,6 +145,17 @@ pub struct GlobalArgs {
     /// `text` or `json` (one JSON object per line).
     #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
     pub log_format: String,
+
+    /// OpenTelemetry collector (OTLP over HTTP, e.g. `http://127.0.0.1:4318`) to export traces
+    /// to; without it tracing is off. The other `OTEL_*` variables (`OTEL_SERVICE_NAME`,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER`, ...) apply as usual.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        global = true,
+        hide_env_values = true
+    )]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The subcommands.
@@ -221,6 +232,21 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+}
+
+impl Command {
+    /// The service name this process reports its traces under: one per process kind.
+    pub fn service_name(&self) -> &'static str {
+        match self {
+            Self::Serve => "commerce",
+            Self::Api => "commerce-api",
+            Self::Relay => "commerce-relay",
+            Self::Sealer => "commerce-sealer",
+            Self::Project { .. } => "commerce-project",
+            Self::Process => "commerce-process",
+            _ => "commerce-cli",
+        }
+    }
 }
 
 /// `commerce events ...`

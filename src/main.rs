@@ -7,8 +7,17 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = commerce::cli::Cli::parse();
-    commerce::telemetry::init(&cli.global);
-    match commerce::run(cli).await {
+    let telemetry = match commerce::telemetry::init(&cli.global, cli.command.service_name()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = commerce::run(cli).await;
+    // The last spans leave before the process does.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // What failed and the underlying reason, without a backtrace. (Drivers repeat their

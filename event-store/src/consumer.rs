@@ -18,11 +18,13 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::backoff::{sleep_or_shutdown, Backoff};
 use crate::checkpoint::{self, ConsumerState, OperatorDecision};
 use crate::privacy::{Privacy, PrivacyError};
 use crate::relay::POSITION_MARKER_KEY;
+use crate::trace::ApplySpans;
 use crate::{BrokerConfig, BrokerError, LogReader, Position, StoreError, StoredEvent};
 
 /// How long a run of deliveries that does not end with the relay's position marker waits for the
@@ -831,9 +833,12 @@ impl<H: EventHandler> DurableConsumer<H> {
         }
         let applied = wanted.len();
         if !wanted.is_empty() {
+            let spans = ApplySpans::new(name, &wanted);
             self.handler
                 .handle_batch(tx, &wanted)
+                .instrument(spans.current())
                 .await
+                .inspect_err(|_| spans.failed())
                 .map_err(ApplyError::Handler)?;
         }
         if last > cursor {

@@ -12,6 +12,7 @@
 //! - [`verify`]: recomputes the chain and names the first event or seal that does not match.
 //! - [`consumer`]: durable consumers with catch-up, exactly-once effect, halt on failure (4, 5).
 //! - [`checkpoint`]: consumer cursors, health, operator retry and skip.
+//! - [`trace`]: the trace context events carry, so one request is one trace across the log.
 //! - [`broker`]: RabbitMQ connections, names and topology.
 //! - [`position`], [`record`]: log positions and stored events.
 
@@ -28,6 +29,7 @@ pub mod record;
 pub mod relay;
 pub mod sealer;
 pub mod store;
+pub mod trace;
 pub mod verify;
 
 pub use broker::{BrokerConfig, QueueType};

@@ -20,6 +20,15 @@ pub struct EventMetadata {
     /// The id of the event that led to this command, for process-manager commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
+    /// The W3C `traceparent` of the span that appended the event, when tracing is on
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`): the relay's publish, each consumer's apply and the
+    /// commands a process sends in reaction are its children, so one request is one trace.
+    /// Absent when tracing is off. Written by the store ([`crate::trace`]), never by callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate` travelling with [`Self::traceparent`], when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 impl EventMetadata {
@@ -28,7 +37,7 @@ impl EventMetadata {
         Self {
             actor: actor.into(),
             correlation_id: correlation_id.into(),
-            causation_id: None,
+            ..Self::default()
         }
     }
 
@@ -38,6 +47,7 @@ impl EventMetadata {
             actor: actor.into(),
             correlation_id: event.metadata.correlation_id.clone(),
             causation_id: Some(event.event_id.to_string()),
+            ..Self::default()
         }
     }
 }

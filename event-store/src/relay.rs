@@ -15,9 +15,10 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 
 use crate::backoff::{sleep_or_shutdown, stand_by_for_lock, Backoff};
-use crate::{BrokerConfig, BrokerError, LogReader, Position, StoreError, StoredEvent};
+use crate::{trace, BrokerConfig, BrokerError, LogReader, Position, StoreError, StoredEvent};
 
 /// The routing key of the position markers the relay sends after each batch. Every consumer queue
 /// is bound to it, so a consumer learns it has seen everything up to a position even when none of
@@ -178,6 +179,8 @@ async fn publish_batch(
     let mut confirms = Vec::with_capacity(batch.len() + 1);
     for event in batch {
         let body = serde_json::to_vec(event).map_err(StoreError::Serde)?;
+        // Ends once the broker confirmed: a child of the trace that appended the event.
+        let span = trace::publish_span(exchange, event);
         let confirm = channel
             .basic_publish(
                 exchange.into(),
@@ -186,8 +189,9 @@ async fn publish_batch(
                 &body,
                 properties(event),
             )
+            .instrument(span.clone())
             .await?;
-        confirms.push((event.event_id.to_string(), confirm));
+        confirms.push((event.event_id.to_string(), confirm, span));
     }
     if let Some(last) = batch.last() {
         let marker = serde_json::to_vec(&last.position).map_err(StoreError::Serde)?;
@@ -206,10 +210,10 @@ async fn publish_batch(
                     .with_type(POSITION_MARKER_KEY.into()),
             )
             .await?;
-        confirms.push((format!("marker {}", last.position), confirm));
+        confirms.push((format!("marker {}", last.position), confirm, Span::none()));
     }
-    for (id, confirm) in confirms {
-        if !confirm.await?.is_ack() {
+    for (id, confirm, span) in confirms {
+        if !confirm.instrument(span).await?.is_ack() {
             return Err(BrokerError::Nacked(id).into());
         }
     }

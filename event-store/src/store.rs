@@ -50,9 +50,10 @@ use cqrs_es::{Aggregate, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use sqlx::types::JsonRawValue;
 use sqlx::{PgConnection, PgExecutor, PgPool, Row};
+use tracing::Instrument;
 
 use crate::privacy::Privacy;
-use crate::{EventMetadata, Position, StoreError};
+use crate::{trace, EventMetadata, Position, StoreError};
 
 mod aggregate_cache;
 mod snapshot_cache;
@@ -580,9 +581,39 @@ impl EventStore {
             .await
     }
 
+    /// [`Self::seal_and_insert`] in a span of its own, whose trace context the events' metadata
+    /// records when tracing is on: what the log carries on from them continues this trace.
+    async fn append_via<A: Aggregate>(
+        &self,
+        conn: Option<&mut PgConnection>,
+        aggregate_id: &str,
+        expected_version: i64,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>, StoreError> {
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "append",
+            otel.name = %format_args!("append {}", A::TYPE),
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "INSERT",
+            db.collection.name = "events",
+            "aggregate.type" = A::TYPE,
+            aggregate.id = aggregate_id,
+            aggregate.expected_version = expected_version,
+            events = events.len(),
+        );
+        let stamped = trace::stamped(&span, metadata);
+        let metadata = stamped.as_ref().unwrap_or(metadata);
+        self.seal_and_insert::<A>(conn, aggregate_id, expected_version, events, metadata)
+            .instrument(span)
+            .await
+    }
+
     /// Seals the events' personal fields, then appends them through `conn` (the caller's
     /// transaction) when given, else the pool.
-    async fn append_via<A: Aggregate>(
+    async fn seal_and_insert<A: Aggregate>(
         &self,
         mut conn: Option<&mut PgConnection>,
         aggregate_id: &str,

@@ -52,15 +52,7 @@ async fn login(app: &TestApp, email: &str) -> Resp {
 
 /// An order of one unit of `product` by `customer`, through HTTP; returns its id and total.
 async fn order(app: &TestApp, customer: &Session, product: Uuid) -> (String, Value) {
-    let placed = app
-        .post(
-            "/api/v1/orders",
-            Some(&customer.token),
-            json!({"shipping_address": "1 Main St, Springfield", "payment_method": "card",
-                   "items": [{"product_id": product, "quantity": 1}]}),
-        )
-        .await
-        .expect(201);
+    let placed = app.place_order(customer, product).await;
     let id = placed.data()["id"].as_str().expect("order id").to_owned();
     (id, placed.data()["total_amount"].clone())
 }

@@ -43,3 +43,4 @@ mod partitions;
 mod scale_redis;
 mod serve;
 mod store_outage;
+mod tracing_otel;

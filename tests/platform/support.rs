@@ -341,6 +341,18 @@ impl TestApp {
         }
     }
 
+    /// One unit of `product` ordered by `customer` through HTTP (`201`): the answer.
+    pub async fn place_order(&self, customer: &Session, product: Uuid) -> Resp {
+        self.post(
+            "/api/v1/orders",
+            Some(&customer.token),
+            json!({"shipping_address": "1 Main St, Springfield", "payment_method": "card",
+                   "items": [{"product_id": product, "quantity": 1}]}),
+        )
+        .await
+        .expect(201)
+    }
+
     /// One unit of `product` ordered by the holder of `token`, shipped to `shipping_address`, and
     /// paid by card: the order as placed.
     pub async fn order_and_pay(

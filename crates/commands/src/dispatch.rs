@@ -18,19 +18,25 @@
 //! Metrics: `command_duration_seconds{aggregate, outcome}` times every command end to end (lock
 //! wait and retries included, which is what a caller waits for), and
 //! `events_appended_total{aggregate}` counts the events it wrote.
+//!
+//! Tracing: every command runs in a span (`commerce_event_store::trace`), inside the request's or
+//! the reacting process's, and the store's append span inside it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commerce_event_store::{AggregateReader, EventMetadata, EventStore, Position, StoreError};
+use commerce_event_store::{
+    trace, AggregateReader, EventMetadata, EventStore, Position, StoreError,
+};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use futures::future::BoxFuture;
 use rand::Rng;
 use sqlx::PgConnection;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 const LOCK_STRIPES: usize = 1024;
 
@@ -227,8 +233,18 @@ impl Dispatcher {
         A::Command: Clone,
     {
         let started = Instant::now();
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "command",
+            otel.name = %format_args!("{} command", A::TYPE),
+            otel.status_code = tracing::field::Empty,
+            "aggregate.type" = A::TYPE,
+            "aggregate.id" = aggregate_id,
+            outcome = tracing::field::Empty,
+        );
         let result = self
             .run::<A>(aggregate_id, command, metadata, given, alongside)
+            .instrument(span.clone())
             .await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -236,6 +252,10 @@ impl Dispatcher {
             Err(DispatchError::Contention { .. }) => "contention",
             Err(DispatchError::Store(_)) => "error",
         };
+        span.record("outcome", outcome);
+        if matches!(result, Err(DispatchError::Store(_))) {
+            span.record("otel.status_code", "error");
+        }
         metrics::histogram!("command_duration_seconds", "aggregate" => A::TYPE, "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
         result

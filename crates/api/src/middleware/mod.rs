@@ -9,6 +9,7 @@
 //! - [`rate_limit`]: per-client token buckets with `X-RateLimit-*` and `Retry-After`.
 //! - [`shared_limit`]: the same buckets shared by every instance through Redis.
 //! - [`client_ip`]: the client address, trusting `X-Forwarded-For` only from configured proxies.
+//! - `trace`: the request's span in its trace, when tracing is on.
 
 pub mod client_ip;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod security;
 pub mod shared_limit;
+mod trace;
 
 use std::time::Instant;
 
@@ -43,7 +45,7 @@ pub fn apply(router: Router, state: &AppState) -> Router {
 }
 
 /// The outer layer: assigns the request id and the client address, runs the request in a span
-/// carrying the id, adds the security headers and echoes the id, and records the request's
+/// carrying the id (inside the request's trace span), adds the security headers and echoes the id, and records the request's
 /// metrics.
 async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -52,11 +54,19 @@ async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Re
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let surface = security::Surface::of(req.uri().path());
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
+    let traced = trace::span(&req, route.as_ref());
+    let span = traced.in_scope(|| {
+        tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path())
+    });
     let header = HeaderValue::from_str(&id).ok();
     req.extensions_mut().insert(RequestId(id));
     req.extensions_mut().insert(ip);
-    let mut response = next.run(req).instrument(span).await;
+    let mut response = next
+        .run(req)
+        .instrument(span)
+        .instrument(traced.clone())
+        .await;
+    trace::answered(&traced, response.status());
     let headers = response.headers_mut();
     security::add(surface, headers);
     if let Some(value) = header {

@@ -117,6 +117,8 @@ impl DeadlineScheduler {
                     actor: "system:deadlines".to_owned(),
                     correlation_id: correlation_id.clone(),
                     causation_id: Some(causation_id.clone()).filter(|c| !c.is_empty()),
+                    // A deadline fires long after its cause: its command starts a trace of its own.
+                    ..EventMetadata::default()
                 };
                 let command = OrderCommand::ExpirePayment { at: Utc::now() };
                 match self

@@ -19,11 +19,12 @@ use commerce_domain::inventory::{Inventory, InventoryCommand, InventoryEvent};
 use commerce_domain::money::Money;
 use commerce_domain::order::{CancellationReason, Order, OrderCommand, OrderEvent, OrderLineItem};
 use commerce_domain::payment::{Payment, PaymentCommand, PaymentEvent};
-use commerce_event_store::{EventHandler, EventMetadata, HandlerError, StoredEvent};
+use commerce_event_store::{trace, EventHandler, EventMetadata, HandlerError, StoredEvent};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use sqlx::PgConnection;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::deadlines::{self, PAYMENT_TIMEOUT};
@@ -88,21 +89,25 @@ impl OrderFulfilmentProcess {
         let metadata = EventMetadata::caused_by(ACTOR, event);
         let dispatcher = self.dispatcher.clone();
         let cause = event.event_type.clone();
+        let target = id.to_string();
+        // The command continues the trace of the request that led to `event` (guarantee 8's
+        // causation, as a trace).
+        let span = trace::reaction_span(Self::NAME, event, A::TYPE, &target);
         out.push(
             format!("{}:{id}", A::TYPE),
-            Box::pin(async move {
-                match dispatcher
-                    .execute::<A>(&id.to_string(), command, &metadata)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(DispatchError::Rejected(e)) => {
-                        tracing::info!(aggregate = A::TYPE, %id, reason = %e, %cause, "saga command declined");
-                        Ok(())
+            Box::pin(
+                async move {
+                    match dispatcher.execute::<A>(&target, command, &metadata).await {
+                        Ok(_) => Ok(()),
+                        Err(DispatchError::Rejected(e)) => {
+                            tracing::info!(aggregate = A::TYPE, %id, reason = %e, %cause, "saga command declined");
+                            Ok(())
+                        }
+                        Err(e) => Err(Box::new(e) as HandlerError),
                     }
-                    Err(e) => Err(Box::new(e) as HandlerError),
                 }
-            }),
+                .instrument(span),
+            ),
         );
     }
 

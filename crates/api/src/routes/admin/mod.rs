@@ -66,6 +66,12 @@ pub(crate) struct EventEntry {
     pub(crate) correlation_id: String,
     /// The id of the event a process reacted to, for events a process wrote.
     pub(crate) causation_id: Option<String>,
+    /// The W3C trace context (`00-<trace id>-<span id>-<flags>`) of the span that appended the
+    /// event, when the platform was exporting traces (`OTEL_EXPORTER_OTLP_ENDPOINT`): the trace id
+    /// finds the whole request, through every process, in the tracing backend. Left out
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) traceparent: Option<String>,
     /// The event's fields, secrets redacted.
     #[schema(value_type = Object)]
     pub(crate) data: Value,
@@ -93,6 +99,7 @@ pub(crate) fn entry(event: &StoredEvent) -> EventEntry {
         actor: event.metadata.actor.clone(),
         correlation_id: event.metadata.correlation_id.clone(),
         causation_id: event.metadata.causation_id.clone(),
+        traceparent: event.metadata.traceparent.clone(),
         data,
     }
 }
