@@ -227,19 +227,29 @@ pub async fn partition_count(pool: &PgPool, name: &str) -> Result<Option<u32>, S
     Ok(count.flatten().and_then(|n| u32::try_from(n).ok()))
 }
 
-/// Checks a partition request against what is recorded, before anything starts: N in range, K
-/// below N, and N the same as the group's if it already runs as partitions. Changes nothing.
-pub async fn check_partition(
-    pool: &PgPool,
-    name: &str,
-    count: u32,
-    index: u32,
-) -> Result<(), PartitionError> {
+/// Checks that `count` is a partition count and `index` one of its partitions.
+fn validate_partition(count: u32, index: u32) -> Result<(), PartitionError> {
     if !(2..=MAX_PARTITIONS).contains(&count) {
         return Err(PartitionError::Count(count));
     }
     if index >= count {
         return Err(PartitionError::Index { index, count });
+    }
+    Ok(())
+}
+
+/// Checks a request to run partitions `indexes` of `count` against what is recorded, before
+/// anything starts: N in range, every K below N, and N the same as the group's if it already
+/// runs as partitions (one query). Changes nothing.
+pub async fn check_partitions(
+    pool: &PgPool,
+    name: &str,
+    count: u32,
+    indexes: &[u32],
+) -> Result<(), PartitionError> {
+    validate_partition(count, 0)?;
+    for index in indexes {
+        validate_partition(count, *index)?;
     }
     match partition_count(pool, name).await? {
         Some(running) if running != count => Err(PartitionError::Disagree {
@@ -291,12 +301,7 @@ impl<H: EventHandler> DurableConsumer<H> {
     /// still running stops at its next transaction. From then on a partition reads only its
     /// queue: an event at or behind its cursor is a duplicate, as for any consumer.
     pub fn partitioned(mut self, count: u32, index: u32) -> Result<Self, PartitionError> {
-        if !(2..=MAX_PARTITIONS).contains(&count) {
-            return Err(PartitionError::Count(count));
-        }
-        if index >= count {
-            return Err(PartitionError::Index { index, count });
-        }
+        validate_partition(count, index)?;
         let own = crate::broker::partition_name(&self.config.name, index);
         let base = std::mem::replace(&mut self.config.name, own);
         self.partition = Some(Partition { base, index, count });

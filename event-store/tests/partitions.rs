@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use commerce_event_store::broker::partition_name;
 use commerce_event_store::checkpoint;
-use commerce_event_store::consumer::{check_partition, partition_count};
+use commerce_event_store::consumer::{check_partitions, partition_count};
 use commerce_event_store::{
     BrokerConfig, ConsumerConfig, ConsumerState, ConsumerStatus, DurableConsumer, EventHandler,
     HandlerError, PartitionError, Position, Relay, RelayConfig, StoredEvent,
@@ -490,11 +490,11 @@ async fn a_halted_partition_is_retried_and_skipped_on_its_own(pool: PgPool) {
 async fn bad_partition_settings_are_refused_and_change_nothing(pool: PgPool) {
     scenario(pool, |s| async move {
         for (count, index) in [(1, 0), (65, 0), (4, 4), (2, 7)] {
-            let refused = check_partition(&s.pool, CONSUMER, count, index).await;
+            let refused = check_partitions(&s.pool, CONSUMER, count, &[index]).await;
             assert!(refused.is_err(), "{count} partitions, #{index} accepted");
             assert!(s.consumer("bad").partitioned(count, index).is_err());
         }
-        match check_partition(&s.pool, CONSUMER, 4, 4).await {
+        match check_partitions(&s.pool, CONSUMER, 4, &[4]).await {
             Err(e @ PartitionError::Index { .. }) => {
                 assert!(e.to_string().contains("0 to 3"), "{e}");
             }
@@ -510,7 +510,7 @@ async fn bad_partition_settings_are_refused_and_change_nothing(pool: PgPool) {
         // Published before any partition queue existed: applied by the split's catch-up.
         assert_each_once(&s.pool).await;
         let rows_before = count(&s.pool, "SELECT count(*) FROM consumer_checkpoints").await;
-        match check_partition(&s.pool, CONSUMER, 2, 0).await {
+        match check_partitions(&s.pool, CONSUMER, 2, &[0]).await {
             Err(e @ PartitionError::Disagree { .. }) => {
                 let text = e.to_string();
                 assert!(

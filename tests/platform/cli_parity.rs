@@ -15,25 +15,26 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::process::Command;
 use uuid::Uuid;
 
-/// `commerce` on `app`'s database and broker namespace, nothing taken from this process's
-/// environment but the test key of personal data.
-fn commerce(app: &TestApp) -> Command {
+/// `commerce` on `app`'s database and broker namespace (classic queues, like the app's),
+/// nothing taken from this process's environment but the test key of personal data.
+pub(crate) fn commerce(app: &TestApp) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
     cmd.env_remove("AMQP_URL")
         .env_remove("COMMERCE_ENV")
         .env("DATABASE_URL", &app.settings.database_url)
         .env("COMMERCE_NAMESPACE", &app.settings.broker.namespace)
+        .env("AMQP_QUEUE_TYPE", "classic")
         .env("DATA_KEY", crate::support::DATA_KEY)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     cmd
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn run(cmd: &mut Command) -> Output {
+pub(crate) async fn run(cmd: &mut Command) -> Output {
     tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
         .expect("the command finished in time")

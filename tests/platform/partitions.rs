@@ -5,40 +5,16 @@
 //! lists every partition; a rebuild swaps in while they run; bad settings are refused and change
 //! nothing.
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::cli_parity::{commerce, run, text};
 use crate::support::{Session, TestApp};
 use commerce_event_store::db::MIGRATOR;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use uuid::Uuid;
-
-/// `commerce` on `app`'s database and broker namespace (classic queues, like the app's).
-fn commerce(app: &TestApp) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
-    cmd.env_remove("AMQP_URL")
-        .env_remove("COMMERCE_ENV")
-        .env("DATABASE_URL", &app.settings.database_url)
-        .env("COMMERCE_NAMESPACE", &app.settings.broker.namespace)
-        .env("AMQP_QUEUE_TYPE", "classic")
-        .env("DATA_KEY", crate::support::DATA_KEY)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
-    cmd
-}
-
-async fn run(cmd: &mut Command) -> Output {
-    tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("the command finished in time")
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Runs `args` and expects it to be refused with a message containing `says`.
 async fn refused(app: &TestApp, args: &[&str], says: &str) {

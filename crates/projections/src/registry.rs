@@ -1,6 +1,6 @@
 //! Every projection by name: what `serve`/`project` run and what `replay` rebuilds.
 
-use commerce_event_store::consumer::check_partition;
+use commerce_event_store::consumer::check_partitions;
 use commerce_event_store::privacy::Privacy;
 use commerce_event_store::{BrokerConfig, PartitionError};
 use sqlx::PgPool;
@@ -173,9 +173,7 @@ pub async fn spawn_partitions(
             partitionable_names().join(", "),
         ));
     }
-    for index in indexes {
-        check_partition(pool, name, count, *index).await?;
-    }
+    check_partitions(pool, name, count, indexes).await?;
     for index in indexes {
         let (pool, broker, token) = (pool.clone(), broker.clone(), shutdown.clone());
         let privacy = privacy.cloned();
